@@ -1,0 +1,39 @@
+# Each target sets itself up: a .venv with the CPU build of torch installed *first*
+# (an unpinned torch requirement would pull a multi-GB CUDA build), then ppgen.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ppgen-installed
+
+.PHONY: test test-all tour bench lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check ppgen tests tutorials benchmarks
+	$(VENV)/bin/ruff format --check ppgen tests tutorials benchmarks
+	$(PY) -m pytest -q -x --durations=15
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "" --durations=25
+
+tour: $(STAMP)
+	$(VENV)/bin/ppgen tour
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ppgen tests tutorials benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format ppgen tests tutorials benchmarks
+	$(VENV)/bin/ruff check --fix ppgen tests tutorials benchmarks
+
+clean:
+	rm -rf $(VENV) ppgen-report *.egg-info

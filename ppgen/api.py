@@ -1,0 +1,179 @@
+"""``ppgen.fit`` — one call over every inference backend — and ``ppgen.compare``."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import pyro
+import torch
+
+from ppgen.core import as_model, global_latent_sites
+from ppgen.data import as_data
+from ppgen.errors import MethodError, OptionError, PpgenError
+from ppgen.inference import BACKENDS
+from ppgen.results import Fit
+
+__all__ = ["fit", "compare", "methods", "applicable_methods"]
+
+
+def methods() -> list[str]:
+    """Every method name :func:`fit` accepts."""
+    return list(BACKENDS)
+
+
+def applicable_methods(model: Any) -> list[str]:
+    """The methods whose requirements ``model`` meets (capabilities, priors)."""
+    model = as_model(model)
+    found = []
+    for name, backend in BACKENDS.items():
+        try:
+            backend.check(model)
+        except PpgenError:
+            continue
+        found.append(name)
+    return found
+
+
+def fit(
+    model: Any,
+    data: Any,
+    method: str = "mle",
+    *,
+    seed: int | None = None,
+    dtype: torch.dtype | None = None,
+    **options: Any,
+) -> Fit:
+    """Fit ``model`` to ``data`` with one inference backend and return a :class:`Fit`.
+
+    Arguments:
+        model: a :class:`~ppgen.core.GenerativeModel` or a plain Pyro callable
+            ``model(x=None, **covariates)`` that observes site ``"x"``. The model itself is
+            not modified: the fit works on a copy (``fit.model``).
+        data: the observations (tensor, numpy, list, DataFrame), an embedded dataset name,
+            or a dict ``{"x": ..., **covariates}`` whose other entries are passed to the
+            story as keyword arguments.
+        method: ``"exact"``, ``"em"``, ``"mle"``, ``"svi"``, ``"map"``, ``"mcmc"`` or
+            ``"adversarial"`` (see :func:`methods`).
+        seed: makes the fit bit-reproducible.
+        dtype: floating dtype of data and model (default: the data's own, float64 stays).
+        options: backend options, e.g. ``num_steps``, ``lr``, ``batch_size``, ``guide``,
+            ``num_samples``, ``num_chains``; an unknown option raises :class:`OptionError`.
+
+    Example:
+        >>> import ppgen, torch
+        >>> from ppgen.models import Gaussian
+        >>> x = torch.randn(200, 1, dtype=torch.float64) * 2 + 3
+        >>> fit = ppgen.fit(Gaussian(dim=1), x, method="exact")
+        >>> round(float(fit.params["loc"]), 2) == round(float(x.mean()), 2)
+        True
+    """
+    if not isinstance(method, str) or method not in BACKENDS:
+        raise OptionError(f"Expected method in {list(BACKENDS)}, but got {method!r}.")
+    model = copy.deepcopy(as_model(model))
+    backend = BACKENDS[method]
+    try:
+        backend.check(model)
+    except MethodError as err:
+        usable = applicable_methods(model)
+        raise MethodError(f"{err} Methods that apply to this model: {usable}.") from None
+    x, covariates = as_data(data, dtype=dtype)
+    if dtype is None and model.is_bayesian and not list(model.parameters()):
+        # A Bayesian story computes in its priors' dtype; float64 priors give float64 fits.
+        prior_dtype = _prior_dtype(model, x, covariates)
+        if prior_dtype is not None and prior_dtype != x.dtype:
+            x = x.to(prior_dtype)
+    params = list(model.parameters())
+    target = x.dtype if dtype is None and params else (dtype or x.dtype)
+    if params and params[0].dtype != target:
+        model = model.to(target)
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
+        pyro.set_rng_seed(seed)
+        options["seed"] = seed
+    result = backend.fit(model, x, covariates, **options)
+    result.data = x
+    if covariates and not result.covariates:
+        result.covariates = covariates
+    return result
+
+
+def _prior_dtype(model, x, covariates) -> torch.dtype | None:
+    sites = global_latent_sites(model, x.to(torch.get_default_dtype()), covariates)
+    for site in sites.values():
+        if torch.is_floating_point(site["value"]):
+            return site["value"].dtype
+    return None
+
+
+def compare(
+    fits: Sequence[Fit], x_test: Any | None = None, *, names: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Side-by-side table of fits of the same data.
+
+    Columns: model, method, mean train and held-out log-likelihood per example (posterior
+    predictive for Bayesian fits), ELPD by PSIS-LOO and WAIC where pointwise
+    log-likelihoods exist, the parameters (mean ± sd), and wall time.
+    """
+    if not fits:
+        raise OptionError("Expected at least one Fit to compare, but got none.")
+    rows = []
+    for i, result in enumerate(fits):
+        if not isinstance(result, Fit):
+            raise OptionError(f"Expected Fit objects, but item {i} is {type(result).__name__}.")
+        row: dict[str, Any] = {
+            "model": names[i] if names else type(result.model).__name__,
+            "method": result.method,
+        }
+        row["train_loglik"] = _safe_score(result, result.data)
+        if x_test is not None:
+            row["test_loglik"] = _safe_score(result, x_test)
+        row.update(_information_criteria(result))
+        row["params"] = _param_text(result)
+        row["seconds"] = round(result.elapsed, 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _safe_score(result: Fit, x) -> float:
+    if x is None:
+        return math.nan
+    try:
+        return result.score(x, **result.covariates) if not isinstance(x, dict) else result.score(x)
+    except PpgenError:
+        return math.nan
+
+
+def _information_criteria(result: Fit) -> dict[str, float]:
+    posterior = result.posterior
+    if posterior is None or "log_likelihood" not in posterior.groups():
+        return {"elpd_loo": math.nan, "elpd_waic": math.nan}
+    import warnings
+
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # arviz warns on high Pareto k; the table shows the estimate
+        loo = az.loo(posterior)
+        waic = az.waic(posterior)
+    return {"elpd_loo": float(loo["elpd_loo"]), "elpd_waic": float(waic["elpd_waic"])}
+
+
+def _param_text(result: Fit, most: int = 4) -> str:
+    table = result.summary()
+    if table.empty:
+        return ""
+    parts = []
+    for _, row in table.head(most).iterrows():
+        sd = row.get("sd")
+        text = f"{row['parameter']}={row['estimate']:.3g}"
+        if sd is not None and not (isinstance(sd, float) and math.isnan(sd)):
+            text += f"±{sd:.2g}"
+        parts.append(text)
+    if len(table) > most:
+        parts.append(f"… ({len(table)} total)")
+    return ", ".join(parts)

@@ -1,0 +1,349 @@
+"""The model contract: every ppgen model is a Pyro program.
+
+A :class:`GenerativeModel` is a ``PyroModule`` whose ``model`` method tells the generative
+story (globals, then the ``"data"`` plate, local latents, the observed site ``"x"``) and
+whose ``guide`` method gives the posterior over *local* latents (empty by default).
+Global parameters are ``PyroParam`` (point estimates, fitted by maximum likelihood) until
+:func:`bayesian` gives them priors; then they are ``PyroSample`` sites and the very same
+story has a Bayesian posterior.
+
+Backends learn what a model can do from :attr:`GenerativeModel.capabilities` — they
+never test for a model class.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule, PyroParam, PyroSample, pyro_method
+
+from ppgen.errors import DataError, ImplicitModelError, OptionError
+
+__all__ = [
+    "GenerativeModel",
+    "ImplicitModel",
+    "PyroProgram",
+    "as_model",
+    "bayesian",
+    "pyro_method",
+    "PyroParam",
+    "PyroSample",
+    "DATA_SITE",
+    "DATA_PLATE",
+]
+
+DATA_SITE = "x"
+DATA_PLATE = "data"
+
+# Without module-local parameters two instances of one model class share their
+# parameters through Pyro's global param store (PYRO_NOTES 2): fitting one silently
+# overwrites the other, which would make every side-by-side comparison a lie.
+pyro.settings.set(module_local_params=True)
+
+
+class GenerativeModel(PyroModule):
+    """Base class of every explicit generative story.
+
+    Subclasses write ``model(x=None, n=None)`` as a ``@pyro_method`` that reads its
+    globals first, then opens ``self.data_plate(x, n)`` and observes site ``"x"``.
+
+    Optional capabilities a backend may look for:
+    ``fit_exact(x)`` (closed-form MLE), ``conjugate_posterior(x)`` (exact posterior),
+    ``e_step(x)`` / ``m_step(x, resp)`` (EM), ``log_prob(x)`` (exact density).
+    """
+
+    #: Methods of :func:`ppgen.fit` this kind of model can never use (e.g. ``"exact"``
+    #: for a VAE). Backends still check capabilities; this only sharpens messages.
+    has_local_latents: bool = False
+
+    # ----------------------------------------------------------------- the story
+    def data_plate(self, x: torch.Tensor | None = None, n: int | None = None) -> pyro.plate:
+        """The ``"data"`` plate over ``len(x)`` observations, or ``n`` when sampling."""
+        if x is not None:
+            return pyro.plate(DATA_PLATE, x.shape[0])
+        if n is None:
+            raise DataError("Expected either data x or a sample count n, but got neither.")
+        return pyro.plate(DATA_PLATE, int(n))
+
+    @pyro_method
+    def model(self, x: torch.Tensor | None = None, n: int | None = None):
+        raise NotImplementedError(f"{type(self).__name__} must define model(x=None, n=None).")
+
+    @pyro_method
+    def guide(self, x: torch.Tensor | None = None, n: int | None = None):
+        """Posterior over local latents; empty for stories without them."""
+
+    # --------------------------------------------------------------- sampling
+    @pyro_method
+    def sample(self, n: int) -> torch.Tensor:
+        """Ancestral sampling: run the story forward and return ``n`` draws of ``x``."""
+        n = _check_count(n)
+        with torch.no_grad():
+            trace = poutine.trace(self.model).get_trace(n=n)
+        return trace.nodes[DATA_SITE]["value"]
+
+    # ---------------------------------------------------------------- density
+    @pyro_method
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-example log density ``log p(x_i)``, shape ``(N,)``.
+
+        The default reads it off the story, which is exact only when the story has no
+        local latents; models with latents override it with the marginal.
+        """
+        if self.has_local_latents:
+            raise NotImplementedError(
+                f"{type(self).__name__} has local latents; it must override log_prob with "
+                "the marginal density."
+            )
+        trace = poutine.trace(self.model).get_trace(x)
+        site = trace.nodes[DATA_SITE]
+        return site["fn"].log_prob(site["value"])
+
+    # ----------------------------------------------------------- introspection
+    @property
+    def capabilities(self) -> set[str]:
+        """Names of the optional methods this model offers."""
+        names = ("fit_exact", "conjugate_posterior", "e_step", "m_step", "log_prob")
+        caps = {name for name in names if callable(getattr(self, name, None))}
+        if self.has_local_latents and type(self).log_prob is GenerativeModel.log_prob:
+            caps.discard("log_prob")
+        return caps
+
+    @property
+    def prior_names(self) -> list[str]:
+        """Attributes that carry a prior (``PyroSample``), top level only."""
+        return list(self._pyro_samples.keys())
+
+    @property
+    def is_bayesian(self) -> bool:
+        return bool(self.prior_names)
+
+    @property
+    def param_names(self) -> list[str]:
+        """Attributes that are point estimates (``PyroParam``), top level only."""
+        return list(self._pyro_params.keys())
+
+    def point_estimates(self) -> dict[str, torch.Tensor]:
+        """Current constrained values of the top-level ``PyroParam`` attributes."""
+        with torch.no_grad():
+            return {name: getattr(self, name).detach().clone() for name in self.param_names}
+
+    def set_params(self, **values: torch.Tensor) -> GenerativeModel:
+        """Set ``PyroParam`` attributes to constrained values (used by closed-form fits)."""
+        for name, value in values.items():
+            if name not in self._pyro_params:
+                raise OptionError(
+                    f"Expected a parameter of {type(self).__name__} ({self.param_names}), but got {name!r}."
+                )
+            constraint, event_dim = self._pyro_params[name]
+            setattr(self, name, PyroParam(torch.as_tensor(value).detach().clone(), constraint, event_dim))
+        return self
+
+    def extra_repr(self) -> str:
+        parts = [f"{n}=PyroParam{tuple(getattr(self, n).shape)}" for n in self.param_names]
+        parts += [f"{n}=PyroSample" for n in self.prior_names]
+        return ", ".join(parts)
+
+
+class ImplicitModel(GenerativeModel):
+    """A model that can only sample: ``z ~ N(0, I)``, ``x = g(z)`` (a GAN generator).
+
+    Its density is not available in closed form (``g`` need not be invertible, the
+    pushforward may live on a low-dimensional manifold), so ``log_prob`` raises.
+    """
+
+    #: Methods that work without a density.
+    density_free_methods = ("adversarial",)
+
+    @pyro_method
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        raise ImplicitModelError(
+            f"Expected an explicit model, but {type(self).__name__} is implicit: it defines a "
+            "sampler x = g(z) and no density. Fit it with method='adversarial', and compare it "
+            "with sample-based metrics (ppgen.metrics.mmd, energy_distance, sliced_wasserstein)."
+        )
+
+    @property
+    def capabilities(self) -> set[str]:
+        return super().capabilities - {"log_prob"}
+
+
+class PyroProgram(GenerativeModel):
+    """Adapter that lets a plain Pyro callable ``model(x=None, **covariates)`` be fitted.
+
+    The callable must observe its data at site ``"x"``. Its ``pyro.param`` statements are
+    point estimates; its ``pyro.sample`` statements outside the ``"data"`` plate are the
+    globals a Bayesian method infers.
+    """
+
+    def __init__(self, fn: Callable[..., Any], guide: Callable[..., Any] | None = None):
+        super().__init__()
+        if not callable(fn):
+            raise OptionError(f"Expected a callable Pyro model, but got {type(fn).__name__}.")
+        self.fn = fn
+        self.user_guide = guide
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        return state
+
+    @pyro_method
+    def model(self, x: torch.Tensor | None = None, n: int | None = None, **covariates):
+        if n is not None and x is None:
+            covariates.setdefault("n", n)
+        return self.fn(x=x, **covariates)
+
+    @pyro_method
+    def guide(self, x: torch.Tensor | None = None, n: int | None = None, **covariates):
+        if self.user_guide is not None:
+            if n is not None and x is None:
+                covariates.setdefault("n", n)
+            return self.user_guide(x=x, **covariates)
+        return None
+
+    @pyro_method
+    def sample(self, n: int, **covariates) -> torch.Tensor:
+        n = _check_count(n)
+        with torch.no_grad():
+            trace = poutine.trace(self.model).get_trace(n=n, **covariates)
+        return trace.nodes[DATA_SITE]["value"]
+
+    @pyro_method
+    def log_prob(self, x: torch.Tensor, **covariates) -> torch.Tensor:
+        trace = poutine.trace(self.model).get_trace(x, **covariates)
+        site = trace.nodes[DATA_SITE]
+        return site["fn"].log_prob(site["value"])
+
+    @property
+    def capabilities(self) -> set[str]:
+        return {"log_prob"}
+
+
+def as_model(model: Any) -> GenerativeModel:
+    """Return ``model`` as a :class:`GenerativeModel` (wrapping plain callables)."""
+    if isinstance(model, GenerativeModel):
+        return model
+    if isinstance(model, torch.nn.Module) and not isinstance(model, PyroModule):
+        raise OptionError(
+            f"Expected a ppgen GenerativeModel or a Pyro callable, but got the torch module "
+            f"{type(model).__name__}; wrap its story in a GenerativeModel subclass."
+        )
+    if callable(model):
+        return PyroProgram(model)
+    raise OptionError(
+        f"Expected a ppgen GenerativeModel or a Pyro callable model(x=None, ...), but got "
+        f"{type(model).__name__}."
+    )
+
+
+def bayesian(model: GenerativeModel, **priors: dist.Distribution) -> GenerativeModel:
+    """Return a copy of ``model`` whose named parameters carry priors.
+
+    ``bayesian(Gaussian(dim=1), loc=Normal(0., 10.).expand([1]).to_event(1))`` turns the
+    point estimate ``loc`` into a ``PyroSample`` site; the story is unchanged.
+
+    Arguments:
+        model: a :class:`GenerativeModel` with ``PyroParam`` attributes.
+        priors: parameter name -> prior distribution whose sample has the parameter's
+            shape, or a callable ``lambda self: distribution`` for dependent priors.
+    """
+    if not isinstance(model, GenerativeModel):
+        raise OptionError(f"Expected a GenerativeModel, but got {type(model).__name__}.")
+    if not priors:
+        raise OptionError("Expected at least one prior, e.g. bayesian(model, loc=Normal(0., 10.)).")
+    new = copy.deepcopy(model)
+    for name, prior in priors.items():
+        if name not in new._pyro_params and name not in new._pyro_samples:
+            raise OptionError(
+                f"Expected priors for parameters of {type(model).__name__} "
+                f"({new.param_names + new.prior_names}), but got {name!r}."
+            )
+        if isinstance(prior, dist.Distribution):
+            if name in new._pyro_params:
+                shape = tuple(getattr(new, name).shape)
+                draw = tuple(prior.shape())
+                if draw != shape:
+                    raise OptionError(
+                        f"Expected a prior for {name!r} whose draws have shape {shape}, but got "
+                        f"{draw}; use e.g. .expand({list(shape)}).to_event({len(shape)})."
+                    )
+                if prior.batch_shape:
+                    raise OptionError(
+                        f"Expected a prior for {name!r} with empty batch shape, but got batch "
+                        f"shape {tuple(prior.batch_shape)}; add .to_event({len(prior.batch_shape)})."
+                    )
+                delattr(new, name)
+        elif callable(prior):
+            if name in new._pyro_params:
+                delattr(new, name)
+        else:
+            raise OptionError(
+                f"Expected a Pyro distribution as the prior of {name!r}, but got {type(prior).__name__}."
+            )
+        setattr(new, name, PyroSample(prior))
+    return new
+
+
+def _check_count(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, torch.Tensor)) and not hasattr(n, "__index__"):
+        raise DataError(f"Expected a positive integer sample count, but got {n!r}.")
+    n = int(n)
+    if n < 1:
+        raise DataError(f"Expected a positive integer sample count, but got {n}.")
+    return n
+
+
+# --------------------------------------------------------------------- helpers
+def in_data_plate(msg: dict) -> bool:
+    """Whether a Pyro message belongs to a site inside the ``"data"`` plate."""
+    return any(frame.name == DATA_PLATE for frame in msg.get("cond_indep_stack", ()))
+
+
+class ScaleData(poutine.messenger.Messenger):
+    """Scale every site inside the ``"data"`` plate by ``factor`` (= N / batch size).
+
+    Minibatching then gives an unbiased estimate of the full-data objective while the
+    global sites (priors) are counted once — for any story, including users' callables.
+    """
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def _process_message(self, msg):
+        if in_data_plate(msg):
+            msg["scale"] = msg["scale"] * self.factor
+
+
+def global_latent_sites(model: GenerativeModel, x: torch.Tensor, covariates: dict) -> dict[str, dict]:
+    """Unobserved sample sites outside the data plate (the globals a posterior is over)."""
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(model.model).get_trace(x, **covariates)
+    return {
+        name: site
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not in_data_plate(site)
+    }
+
+
+def draw_log_likelihood(
+    model: GenerativeModel, x: torch.Tensor, draws: dict[str, torch.Tensor], covariates: dict | None = None
+) -> torch.Tensor:
+    """Pointwise ``log p(x_i | θ_s)`` for every posterior draw, shape ``(S, N)``.
+
+    Each draw conditions the story's global sites; the model's own ``log_prob`` then
+    marginalises any local latents, so enumerated mixtures score correctly.
+    """
+    covariates = covariates or {}
+    total = next(iter(draws.values())).shape[0]
+    rows = []
+    for s in range(total):
+        with poutine.condition(data={k: v[s] for k, v in draws.items()}):
+            rows.append(model.log_prob(x, **covariates))
+    return torch.stack(rows)

@@ -1,0 +1,273 @@
+"""``Fit``: what every backend returns — estimates or a posterior, history, and the
+methods to sample, score, summarise and save the fitted model."""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyro
+import torch
+from pyro import poutine
+
+from ppgen.core import GenerativeModel, draw_log_likelihood
+from ppgen.data import as_data
+from ppgen.errors import FitFileError, ImplicitModelError, OptionError
+
+__all__ = ["Fit", "load"]
+
+FILE_FORMAT = "ppgen-fit"
+FILE_VERSION = 1
+MAX_PREDICTIVE_DRAWS = 500
+
+
+@dataclass
+class Fit:
+    """The result of :func:`ppgen.fit`.
+
+    Attributes:
+        model: the fitted model (its parameters hold the point estimates).
+        method: the backend that produced it (``"exact"``, ``"mle"``, ``"svi"``, ...).
+        params: point estimates (MLE / MAP / posterior means) by name.
+        posterior: ``arviz.InferenceData`` for Bayesian fits, else ``None``.
+        draws: posterior draws by site, flattened over chains, shape ``(S, *site_shape)``;
+            a MAP fit holds one draw. ``None`` for point-estimate fits.
+        history: the loss or log-likelihood per step or iteration.
+        converged: whether the method's convergence test passed.
+        elapsed: wall time of the fit in seconds.
+    """
+
+    model: GenerativeModel
+    method: str
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+    posterior: Any = None
+    draws: dict[str, torch.Tensor] | None = None
+    history: list[float] = field(default_factory=list)
+    converged: bool = True
+    elapsed: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+    exact_posterior: Any = None
+    guide: Any = None
+    critic: Any = None
+    covariates: dict[str, Any] = field(default_factory=dict)
+    n_train: int = 0
+    train_log_lik: float | None = None
+    data: torch.Tensor | None = field(default=None, repr=False)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def is_bayesian(self) -> bool:
+        return self.draws is not None and self.posterior is not None or self.exact_posterior is not None
+
+    def log_prob(self, x: Any, **covariates: Any) -> torch.Tensor:
+        """Per-example log density of ``x`` under the fit, shape ``(N,)``.
+
+        Point fits use the plug-in density ``log p(x_i | θ̂)``; Bayesian fits the log
+        posterior predictive ``log (1/S) Σ_s p(x_i | θ_s)`` (exact for conjugate fits).
+        """
+        x, covariates = self._as_data(x, covariates)
+        with torch.no_grad():
+            if self.exact_posterior is not None:
+                return self.exact_posterior.log_predictive(x)
+            if self.draws is not None:
+                draws = _thin(self.draws, MAX_PREDICTIVE_DRAWS)
+                pointwise = draw_log_likelihood(self.model, x, draws, covariates)  # (S, N)
+                return torch.logsumexp(pointwise, 0) - math.log(pointwise.shape[0])
+            if "log_prob" not in self.model.capabilities:
+                raise ImplicitModelError(
+                    f"Expected an explicit model for log_prob, but {type(self.model).__name__} has no "
+                    "density; compare it with sample-based metrics (ppgen.metrics) instead."
+                )
+            return self.model.log_prob(x, **covariates)
+
+    def score(self, x: Any, **covariates: Any) -> float:
+        """Mean held-out log-likelihood per example (posterior predictive when Bayesian)."""
+        return float(self.log_prob(x, **covariates).mean())
+
+    def sample(self, n: int, seed: int | None = None, **covariates: Any) -> torch.Tensor:
+        """``n`` draws from the fitted model (posterior predictive when Bayesian)."""
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        with torch.no_grad():
+            draws = self.draws
+            if self.exact_posterior is not None:
+                draws = self.exact_posterior.draw(int(n))
+            if draws is None:
+                return self.model.sample(n, **covariates)
+            # One posterior draw per sample: the predictive is a mixture over draws.
+            total = next(iter(draws.values())).shape[0]
+            which = torch.randint(total, (int(n),))
+            counts = torch.bincount(which, minlength=total)
+            chunks = []
+            for s in counts.nonzero().flatten().tolist():
+                with poutine.condition(data={k: v[s] for k, v in draws.items()}):
+                    chunks.append(self.model.sample(int(counts[s]), **covariates))
+            out = torch.cat(chunks)
+            return out[torch.randperm(out.shape[0])]
+
+    def summary(self) -> pd.DataFrame:
+        """One row per scalar parameter: estimate, sd and the 94% HDI (3%–97%) when Bayesian."""
+        rows = []
+        if self.posterior is not None:
+            import arviz as az
+
+            table = az.summary(self.posterior, kind="stats", hdi_prob=0.94, round_to="none")
+            for name, row in table.iterrows():
+                rows.append(
+                    {
+                        "parameter": name,
+                        "estimate": row["mean"],
+                        "sd": row["sd"],
+                        "hdi_3%": row["hdi_3%"],
+                        "hdi_97%": row["hdi_97%"],
+                    }
+                )
+        else:
+            for name, value in self.params.items():
+                flat = value.detach().reshape(-1).cpu().numpy()
+                for i, v in enumerate(flat):
+                    label = name if flat.size == 1 else f"{name}[{_index(value.shape, i)}]"
+                    rows.append({"parameter": label, "estimate": float(v), "sd": np.nan})
+        table = pd.DataFrame(rows)
+        table.attrs["method"] = self.method
+        return table
+
+    # --------------------------------------------------------------- save/load
+    def save(self, path: str | Path) -> Path:
+        """Write the fit to ``path`` (torch serialisation); :func:`ppgen.load` reads it back."""
+        path = Path(path)
+        payload = {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "versions": _versions(),
+            "fit": self,
+        }
+        try:
+            torch.save(payload, path)
+        except (AttributeError, TypeError, Exception) as err:  # pickling a local function, lambda, ...
+            if isinstance(err, OSError):
+                raise
+            raise FitFileError(
+                f"Expected a fit whose model can be pickled, but saving failed ({err}); define the "
+                "model at module level (not a lambda or local function) to save it."
+            ) from err
+        return path
+
+    def __repr__(self) -> str:
+        kind = "posterior" if self.is_bayesian else "point estimate"
+        return (
+            f"Fit(model={type(self.model).__name__}, method={self.method!r}, {kind}, "
+            f"converged={self.converged}, elapsed={self.elapsed:.2f}s)"
+        )
+
+    # ---------------------------------------------------------------- helpers
+    def _as_data(self, x, covariates):
+        if isinstance(x, dict):
+            x, found = as_data(x, dtype=self._dtype())
+            covariates = {**found, **covariates}
+        else:
+            x, _ = as_data(x, dtype=self._dtype())
+        return x, covariates
+
+    def _dtype(self) -> torch.dtype | None:
+        for p in self.model.parameters():
+            return p.dtype
+        return self.options.get("dtype")
+
+
+def load(path: str | Path) -> Fit:
+    """Read a fit written by :meth:`Fit.save`; refuses foreign or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FitFileError(f"Expected a saved fit file, but {str(path)!r} does not exist.")
+    try:
+        payload = torch.load(path, weights_only=False)
+    except Exception as err:  # every unpickling failure means "not a fit file"
+        reason = type(err).__name__
+        raise FitFileError(
+            f"Expected a file written by Fit.save, but {str(path)!r} could not be read ({reason})."
+        ) from err
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+        raise FitFileError(f"Expected a ppgen fit file, but {str(path)!r} holds something else.")
+    if payload.get("version", 0) > FILE_VERSION:
+        raise FitFileError(
+            f"Expected fit file version <= {FILE_VERSION}, but got {payload.get('version')}; upgrade ppgen."
+        )
+    fit = payload["fit"]
+    if not isinstance(fit, Fit):
+        raise FitFileError(f"Expected a Fit inside {str(path)!r}, but got {type(fit).__name__}.")
+    fit.extras["versions"] = payload.get("versions", {})
+    return fit
+
+
+def _versions() -> dict[str, str]:
+    import ppgen
+
+    return {
+        "ppgen": ppgen.__version__,
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _thin(draws: dict[str, torch.Tensor], most: int) -> dict[str, torch.Tensor]:
+    total = next(iter(draws.values())).shape[0]
+    if total <= most:
+        return draws
+    keep = torch.linspace(0, total - 1, most).round().long()
+    return {k: v[keep] for k, v in draws.items()}
+
+
+def _index(shape: torch.Size, flat: int) -> str:
+    return ",".join(str(int(i)) for i in np.unravel_index(flat, tuple(shape)))
+
+
+def check_options(options: dict[str, Any], allowed: set[str], method: str) -> None:
+    """Raise :class:`OptionError` naming any option the backend does not take."""
+    unknown = set(options) - allowed
+    if unknown:
+        raise OptionError(
+            f"Expected options of method={method!r} in {sorted(allowed)}, but got unknown {sorted(unknown)}."
+        )
+
+
+def inference_data(
+    model: GenerativeModel,
+    x: torch.Tensor,
+    by_chain: dict[str, torch.Tensor],
+    covariates: dict | None = None,
+    sample_stats: dict | None = None,
+    max_draws_for_loglik: int | None = None,
+):
+    """Build ``arviz.InferenceData`` by hand (PYRO_NOTES 3): posterior draws by chain
+    ``{site: (C, S, ...)}``, pointwise ``log_likelihood`` from the model's own ``log_prob``
+    (so LOO/WAIC always work), observed data and optional sample stats."""
+    import arviz as az
+
+    if max_draws_for_loglik is not None:
+        draws_per_chain = next(iter(by_chain.values())).shape[1]
+        if draws_per_chain > max_draws_for_loglik:
+            keep = torch.linspace(0, draws_per_chain - 1, max_draws_for_loglik).round().long()
+            by_chain = {k: v[:, keep] for k, v in by_chain.items()}
+    chains, draws = next(iter(by_chain.values())).shape[:2]
+    flat = {k: v.reshape(chains * draws, *v.shape[2:]) for k, v in by_chain.items()}
+    groups = {
+        "posterior": {k: v.detach().cpu().numpy() for k, v in by_chain.items()},
+        "observed_data": {"x": x.detach().cpu().numpy()},
+    }
+    try:
+        with torch.no_grad():
+            pointwise = draw_log_likelihood(model, x, flat, covariates)
+        groups["log_likelihood"] = {"x": pointwise.reshape(chains, draws, -1).cpu().numpy()}
+    except NotImplementedError:
+        pass  # a story without a tractable marginal: no LOO/WAIC, the rest still works
+    if sample_stats:
+        groups["sample_stats"] = sample_stats
+    return az.from_dict(**groups)
