@@ -40,13 +40,16 @@ class Exact:
         start = time.perf_counter()
         if model.is_bayesian:
             return self._posterior(model, x, options, start)
-        values = model.fit_exact(x)
-        if values:
-            model.set_params(**values)
+        # fit_exact returns the estimates; those named like PyroParams are set here, other
+        # state (a KDE's bandwidth and training points) the model keeps itself.
+        values = dict(model.fit_exact(x) or {})
+        learned = {k: v for k, v in values.items() if k in model.param_names}
+        if learned:
+            model.set_params(**learned)
         fit = Fit(
             model=model,
             method=self.name,
-            params=model.point_estimates() if values else {},
+            params={**values, **model.point_estimates()},
             history=[],
             converged=True,
             elapsed=time.perf_counter() - start,
