@@ -7,8 +7,10 @@ downloaded at run time.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -17,7 +19,22 @@ import torch
 
 from ppgen.errors import DataError
 
-__all__ = ["as_tensor", "as_data", "load", "register", "datasets", "Dataset", "train_test_split"]
+__all__ = [
+    "as_tensor",
+    "as_data",
+    "load",
+    "load_labels",
+    "generate",
+    "register",
+    "datasets",
+    "registry_table",
+    "Dataset",
+    "train_test_split",
+    "GENERATION_SEED",
+]
+
+#: Seed of the fixed draw that ``load`` returns for every synthetic dataset.
+GENERATION_SEED = 0
 
 
 def as_tensor(
@@ -134,6 +151,12 @@ class Dataset:
     description: str = ""
     shape: tuple[int, ...] | None = None
     log_prob: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, compare=False)
+    #: Integer labels aligned with the rows of ``loader()`` (class, mixture component), if any.
+    labels: Callable[[], np.ndarray] | None = field(default=None, compare=False)
+    #: For synthetic sets: ``sampler(n, rng) -> (x, labels or None)`` draws fresh data.
+    sampler: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray | None]] | None = field(
+        default=None, compare=False
+    )
 
 
 _REGISTRY: dict[str, Dataset] = {}
@@ -155,14 +178,37 @@ def train_test_split(
     x: torch.Tensor, test_fraction: float = 0.25, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Shuffle rows with ``seed`` and split off ``test_fraction`` of them."""
-    if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"Expected 0 < test_fraction < 1, but got {test_fraction}.")
-    n = x.shape[0]
+    train, test = _split_index(x.shape[0], test_fraction, seed)
+    return x[train], x[test]
+
+
+def _split_index(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices (train, test) of the reproducible shuffle used by every split."""
+    if not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
+        raise DataError(f"Expected 0 < test_fraction < 1, but got {test_fraction!r}.")
     n_test = max(1, int(round(n * test_fraction)))
     if n_test >= n:
         raise DataError(f"Expected at least 2 rows to split, but got {n}.")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return x[order[n_test:]], x[order[:n_test]]
+    return order[n_test:], order[:n_test]
+
+
+def _entry(name: Any) -> Dataset:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise DataError(
+            f"Expected a dataset name in {sorted(_REGISTRY)}, but got {name!r}; "
+            "see ppgen.data.registry_table()."
+        )
+    return _REGISTRY[name]
+
+
+def _select(rows: np.ndarray, split: str, test_fraction: float, seed: int) -> np.ndarray:
+    if split not in SPLITS:
+        raise DataError(f"Expected split in {SPLITS}, but got {split!r}.")
+    if split == "all":
+        return rows
+    train, test = _split_index(rows.shape[0], test_fraction, seed)
+    return rows[(train if split == "train" else test).numpy()]
 
 
 def load(
@@ -172,29 +218,120 @@ def load(
     test_fraction: float = 0.25,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
+    n: int | None = None,
+    return_labels: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Load an embedded dataset by name.
 
     Arguments:
-        name: a registered name (see :func:`datasets`), e.g. ``"faithful"``.
+        name: a registered name (see :func:`datasets` / :func:`registry_table`), e.g. ``"faithful"``.
         split: ``"all"``, ``"train"`` or ``"test"`` (a reproducible shuffle with ``seed``).
         test_fraction: share of rows in the test split.
         seed: seed of the shuffle that defines the split.
         dtype: floating dtype of the returned tensor.
+        n: synthetic sets only: number of rows before splitting (default: the registered size),
+            drawn with the fixed :data:`GENERATION_SEED`.
+        return_labels: also return the integer labels (class or mixture component) of the
+            same rows, as ``(x, labels)``; see :func:`load_labels`.
 
     Example:
         >>> load("faithful").shape
         torch.Size([272, 2])
+        >>> x, y = load("digits", "train", return_labels=True)
+        >>> x.shape[0] == y.shape[0]
+        True
     """
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise DataError(f"Expected a dataset name in {sorted(_REGISTRY)}, but got {name!r}.")
+    entry = _entry(name)
     if split not in SPLITS:
         raise DataError(f"Expected split in {SPLITS}, but got {split!r}.")
-    x = torch.as_tensor(np.asarray(_REGISTRY[name].loader()), dtype=dtype)
-    if split == "all":
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise DataError(f"Expected a floating dtype such as torch.float64, but got {dtype!r}.")
+    x, labels = _rows(entry, n)
+    x = torch.as_tensor(_select(x, split, test_fraction, seed), dtype=dtype)
+    if not return_labels:
         return x
-    train, test = train_test_split(x, test_fraction, seed)
-    return train if split == "train" else test
+    if labels is None:
+        raise DataError(_no_labels(name))
+    return x, torch.as_tensor(_select(labels, split, test_fraction, seed), dtype=torch.long)
+
+
+def load_labels(
+    name: str, split: str = "all", *, test_fraction: float = 0.25, seed: int = 0, n: int | None = None
+) -> torch.Tensor:
+    """Integer labels (digit class, mixture component, ...) aligned with ``load(name, split, ...)``.
+
+    Example:
+        >>> load_labels("digits", "test")[:5].tolist()  # doctest: +SKIP
+        [6, 9, 3, 7, 2]
+    """
+    return load(name, split, test_fraction=test_fraction, seed=seed, n=n, return_labels=True)[1]
+
+
+def generate(name: str, n: int, seed: int = 0, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Fresh draws of a synthetic dataset: ``n`` rows from its generator seeded with ``seed``."""
+    entry = _entry(name)
+    if entry.sampler is None:
+        raise DataError(f"Expected a synthetic dataset ({_synthetic_names()}), but {name!r} is fixed data.")
+    x, _ = _draw(name, _count(n), int(seed))
+    return torch.tensor(x, dtype=dtype)
+
+
+def registry_table():
+    """A ``pandas.DataFrame`` of every dataset: name, shape, kind, source, licence, true density."""
+    import pandas as pd
+
+    rows = [
+        {
+            "name": d.name,
+            "shape": d.shape,
+            "kind": d.kind,
+            "true log_prob": d.log_prob is not None,
+            "labels": d.labels is not None or d.name in _LABELLED_SYNTHETIC,
+            "source": d.source,
+            "licence": d.licence,
+            "description": d.description,
+        }
+        for d in _REGISTRY.values()
+    ]
+    return pd.DataFrame(rows)
+
+
+def _rows(entry: Dataset, n: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    if entry.sampler is not None:
+        size = entry.shape[0] if n is None else _count(n)
+        x, labels = _draw(entry.name, size, GENERATION_SEED)
+        return x.copy(), None if labels is None else labels.copy()
+    if n is not None:
+        raise DataError(
+            f"Expected n only for synthetic datasets ({_synthetic_names()}), but {entry.name!r} is fixed "
+            "data; drop n or take rows with x[:n]."
+        )
+    x = np.asarray(entry.loader())
+    return x, None if entry.labels is None else np.asarray(entry.labels())
+
+
+@lru_cache(maxsize=32)
+def _draw(name: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    x, labels = _REGISTRY[name].sampler(n, np.random.default_rng(seed))
+    x.setflags(write=False)
+    if labels is not None:
+        labels.setflags(write=False)
+    return x, labels
+
+
+def _count(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise DataError(f"Expected an integer number of rows n >= 2, but got {n!r}.")
+    return int(n)
+
+
+def _synthetic_names() -> list[str]:
+    return sorted(k for k, d in _REGISTRY.items() if d.sampler is not None)
+
+
+def _no_labels(name: str) -> str:
+    have = sorted(k for k, d in _REGISTRY.items() if d.labels is not None or k in _LABELLED_SYNTHETIC)
+    return f"Expected a dataset with labels ({have}), but {name!r} has none."
 
 
 def _read_csv(filename: str) -> np.ndarray:
@@ -214,4 +351,239 @@ register(
         description="272 eruptions: duration (min), waiting time to next eruption (min)",
         shape=(272, 2),
     )
+)
+
+
+# --------------------------------------------------------------- small real datasets
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    bunch = load_digits()
+    return bunch.data / 16.0, bunch.target.astype(np.int64)
+
+
+_DIGITS_SOURCE = (
+    "scikit-learn load_digits (bundled): UCI Optical Recognition of Handwritten Digits, "
+    "Alpaydin & Kaynak 1998"
+)
+_DIGITS_LICENCE = "CC BY 4.0 (UCI); shipped in scikit-learn (BSD-3-Clause)"
+
+register(
+    Dataset(
+        name="digits",
+        loader=lambda: _digits()[0],
+        labels=lambda: _digits()[1],
+        kind="continuous",
+        source=_DIGITS_SOURCE,
+        licence=_DIGITS_LICENCE,
+        description="1797 handwritten digits, 8x8 grey levels 0..16 scaled to [0, 1]; labels 0-9",
+        shape=(1797, 64),
+    )
+)
+register(
+    Dataset(
+        name="digits-binary",
+        loader=lambda: (_digits()[0] > 0.5).astype(np.float64),
+        labels=lambda: _digits()[1],
+        kind="binary",
+        source=_DIGITS_SOURCE,
+        licence=_DIGITS_LICENCE,
+        description="the digits binarized: pixel = 1 where the scaled grey level > 0.5; labels 0-9",
+        shape=(1797, 64),
+    )
+)
+
+#: The 11-point 1-D sample of the source text's KDE bandwidth figure.
+TOY11 = (-2.3, -1.8, -1.4, -0.6, -0.2, 0.05, 0.25, 0.9, 1.3, 1.8, 2.25)
+
+register(
+    Dataset(
+        name="toy11",
+        loader=lambda: np.asarray(TOY11, dtype=np.float64)[:, None],
+        kind="continuous",
+        source="the 11-point toy sample of the KDE section of 'Generative Modeling - From Datasets to GANs'",
+        licence="public domain (11 numbers)",
+        description="11 points on [-2.3, 2.25], shape (11, 1)",
+        shape=(11, 1),
+    )
+)
+
+
+# ------------------------------------------------------------- synthetic generators
+def _mixture_log_prob(means: np.ndarray, std: float | np.ndarray, weights: np.ndarray):
+    """``log Σ_k w_k N(x | m_k, diag(s_k²))`` for isotropic components (shared or per-component std)."""
+    means_ = torch.as_tensor(means, dtype=torch.float64)  # (K, D)
+    std_ = torch.as_tensor(np.broadcast_to(std, (means.shape[0],)).copy(), dtype=torch.float64)  # (K,)
+    log_w = torch.as_tensor(np.log(weights), dtype=torch.float64)  # (K,)
+
+    def log_prob(x: torch.Tensor) -> torch.Tensor:
+        x = as_tensor(x, name="x", ndim=2)
+        if x.shape[1] != means_.shape[1]:
+            raise DataError(f"Expected x of shape (N, {means_.shape[1]}), but got {tuple(x.shape)}.")
+        m, s, w = (t.to(x.dtype) for t in (means_, std_, log_w))
+        sq = ((x[:, None, :] - m[None]) ** 2).sum(-1)  # (N, K)
+        d = x.shape[1]
+        comp = -0.5 * sq / s**2 - d * torch.log(s) - 0.5 * d * math.log(2 * math.pi)
+        return torch.logsumexp(comp + w, dim=1)
+
+    return log_prob
+
+
+def _mixture_sampler(means: np.ndarray, std: float | np.ndarray, weights: np.ndarray):
+    std_k = np.broadcast_to(std, (means.shape[0],))
+
+    def sampler(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.choice(means.shape[0], size=n, p=weights)
+        x = means[labels] + std_k[labels, None] * rng.standard_normal((n, means.shape[1]))
+        return x, labels.astype(np.int64)
+
+    return sampler
+
+
+RING8_RADIUS, RING8_STD = 2.0, 0.02
+_RING8_MEANS = RING8_RADIUS * np.stack(
+    [np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], axis=1
+)
+GRID25_STD = 0.05
+_GRID25_MEANS = np.array([(a, b) for a in (-4.0, -2.0, 0.0, 2.0, 4.0) for b in (-4.0, -2.0, 0.0, 2.0, 4.0)])
+BIMODAL1D = {
+    "weights": np.array([0.3, 0.7]),
+    "means": np.array([[-2.0], [1.5]]),
+    "stds": np.array([0.5, 0.8]),
+}
+
+
+def _moons(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved half circles (as scikit-learn's make_moons) with random angles, noise 0.1."""
+    labels = rng.integers(0, 2, size=n)
+    t = rng.uniform(0.0, np.pi, size=n)
+    upper = np.stack([np.cos(t), np.sin(t)], 1)
+    lower = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], 1)
+    x = np.where(labels[:, None] == 0, upper, lower) + 0.1 * rng.standard_normal((n, 2))
+    return x, labels.astype(np.int64)
+
+
+def _pinwheel(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Five curved arms (Johnson et al. 2016): radial std 0.3, tangential std 0.1, rate 0.25, x2."""
+    labels = rng.integers(0, 5, size=n)
+    features = rng.standard_normal((n, 2)) * np.array([0.3, 0.1])
+    features[:, 0] += 1.0
+    angles = labels * (2 * np.pi / 5) + 0.25 * np.exp(features[:, 0])
+    cos, sin = np.cos(angles), np.sin(angles)
+    x = np.stack(
+        [features[:, 0] * cos - features[:, 1] * sin, features[:, 0] * sin + features[:, 1] * cos], 1
+    )
+    return 2.0 * x, labels.astype(np.int64)
+
+
+def _checkerboard(n: int, rng: np.random.Generator) -> tuple[np.ndarray, None]:
+    """Uniform on the 8 dark 2x2 squares of a 4x4 board over [-4, 4]^2 (density 1/32 there)."""
+    u1 = rng.uniform(-2.0, 2.0, size=n)
+    u2 = rng.uniform(0.0, 1.0, size=n) - 2.0 * rng.integers(0, 2, size=n) + np.floor(u1) % 2
+    return 2.0 * np.stack([u1, u2], 1), None
+
+
+def _checkerboard_log_prob(x: torch.Tensor) -> torch.Tensor:
+    x = as_tensor(x, name="x", ndim=2)
+    if x.shape[1] != 2:
+        raise DataError(f"Expected x of shape (N, 2), but got {tuple(x.shape)}.")
+    u = x / 2.0
+    inside = ((u >= -2.0) & (u < 2.0)).all(1) & (torch.floor(u).sum(1).remainder(2) == 0)
+    out = torch.full((x.shape[0],), -math.inf, dtype=x.dtype)
+    out[inside] = -math.log(32.0)
+    return out
+
+
+def _spirals(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved spirals (1.5 turns), jittered, scaled by 1/3, plus N(0, 0.1²) noise."""
+    labels = rng.integers(0, 2, size=n)
+    t = np.sqrt(rng.uniform(size=n)) * 3 * np.pi
+    arm = np.stack([-np.cos(t) * t, np.sin(t) * t], 1) + 0.5 * rng.uniform(size=(n, 2))
+    sign = np.where(labels == 0, 1.0, -1.0)[:, None]
+    return sign * arm / 3.0 + 0.1 * rng.standard_normal((n, 2)), labels.astype(np.int64)
+
+
+def _synthetic(
+    name: str,
+    sampler: Callable,
+    size: tuple[int, int],
+    description: str,
+    source: str,
+    log_prob: Callable | None = None,
+    labelled: bool = True,
+) -> None:
+    register(
+        Dataset(
+            name=name,
+            loader=lambda: _draw(name, size[0], GENERATION_SEED)[0],
+            kind="continuous",
+            source=source,
+            licence="generated by ppgen (MIT)",
+            description=description,
+            shape=size,
+            log_prob=log_prob,
+            sampler=sampler,
+        )
+    )
+    if labelled:
+        _LABELLED_SYNTHETIC.add(name)
+
+
+_LABELLED_SYNTHETIC: set[str] = set()
+_GAN_BENCH = "mode-collapse benchmark (Metz et al. 2017 unrolled GANs; Srivastava et al. 2017 VEEGAN)"
+
+_synthetic(
+    "ring8",
+    _mixture_sampler(_RING8_MEANS, RING8_STD, np.full(8, 1 / 8)),
+    (2000, 2),
+    f"8 equal Gaussians on a circle of radius {RING8_RADIUS}, std {RING8_STD}; labels = component",
+    _GAN_BENCH,
+    _mixture_log_prob(_RING8_MEANS, RING8_STD, np.full(8, 1 / 8)),
+)
+_synthetic(
+    "grid25",
+    _mixture_sampler(_GRID25_MEANS, GRID25_STD, np.full(25, 1 / 25)),
+    (2500, 2),
+    f"25 equal Gaussians at {{-4,-2,0,2,4}}^2, std {GRID25_STD}; labels = component",
+    _GAN_BENCH,
+    _mixture_log_prob(_GRID25_MEANS, GRID25_STD, np.full(25, 1 / 25)),
+)
+_synthetic(
+    "moons",
+    _moons,
+    (2000, 2),
+    "two interleaved half circles, Gaussian noise 0.1; labels = moon",
+    "as scikit-learn make_moons",
+)
+_synthetic(
+    "pinwheel",
+    _pinwheel,
+    (2000, 2),
+    "five curved arms; labels = arm",
+    "Johnson et al. 2016 (SVAE); scale as in FFJORD (Grathwohl et al. 2019)",
+)
+_synthetic(
+    "checkerboard",
+    _checkerboard,
+    (2000, 2),
+    "uniform on 8 of 16 squares of side 2 in [-4, 4]^2",
+    "FFJORD toy data (Grathwohl et al. 2019)",
+    _checkerboard_log_prob,
+    labelled=False,
+)
+_synthetic(
+    "spirals",
+    _spirals,
+    (2000, 2),
+    "two interleaved spirals; labels = spiral",
+    "FFJORD toy data '2spirals' (Grathwohl et al. 2019)",
+)
+_synthetic(
+    "bimodal1d",
+    _mixture_sampler(BIMODAL1D["means"], BIMODAL1D["stds"], BIMODAL1D["weights"]),
+    (1000, 1),
+    "0.3 N(-2, 0.5^2) + 0.7 N(1.5, 0.8^2); labels = component",
+    "ppgen",
+    _mixture_log_prob(BIMODAL1D["means"], BIMODAL1D["stds"], BIMODAL1D["weights"]),
 )
