@@ -58,8 +58,9 @@ class GenerativeModel(PyroModule):
     ``e_step(x)`` / ``m_step(x, resp)`` (EM), ``log_prob(x)`` (exact density).
     """
 
-    #: Methods of :func:`ppgen.fit` this kind of model can never use (e.g. ``"exact"``
-    #: for a VAE). Backends still check capabilities; this only sharpens messages.
+    #: True when the story has latents inside the data plate (mixture labels, VAE codes).
+    #: Such a model overrides ``log_prob`` with the marginal and guides (or enumerates)
+    #: its own locals; autoguides then cover only the globals.
     has_local_latents: bool = False
 
     # ----------------------------------------------------------------- the story

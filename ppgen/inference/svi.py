@@ -139,7 +139,15 @@ class SVI:
         elif guide_name == "model":
             guide = model.guide
         else:
-            blocked = poutine.block(model.model, hide_fn=lambda msg: in_data_plate(msg) or msg["is_observed"])
+            # The autoguide covers the globals; local latents belong to the model's own guide
+            # (or are enumerated). A plain Pyro program without a guide gets them all covered.
+            own_locals = model.has_local_latents or getattr(model, "user_guide", None) is not None
+
+            def hidden(msg):
+                enumerated = msg["infer"].get("enumerate") == "parallel"
+                return msg["is_observed"] or enumerated or (own_locals and in_data_plate(msg))
+
+            blocked = poutine.block(model.model, hide_fn=hidden)
             cls = {"delta": autoguides.AutoDelta, "normal": autoguides.AutoNormal}.get(
                 guide_name, autoguides.AutoMultivariateNormal
             )

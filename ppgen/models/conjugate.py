@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -55,8 +56,17 @@ class ConjugatePosterior:
         return self.predictive.log_prob(x)
 
 
+def _hyper(value) -> torch.Tensor:
+    """A hyperparameter as a tensor; tensors keep their dtype (posteriors are float64)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, np.ndarray) and value.dtype == np.float64:
+        return torch.from_numpy(value.copy())
+    return torch.as_tensor(value, dtype=torch.get_default_dtype())
+
+
 def _positive(name: str, value) -> torch.Tensor:
-    tensor = torch.as_tensor(value, dtype=torch.get_default_dtype())
+    tensor = _hyper(value)
     if not (tensor > 0).all():
         raise OptionError(f"Expected {name} > 0, but got {value}.")
     return tensor
@@ -87,7 +97,7 @@ class NormalKnownScale(_Conjugate):
         super().__init__()
         self.dim = dim
         self.scale = _positive("scale", scale) * torch.ones(dim)
-        self.prior_loc = torch.as_tensor(prior_loc, dtype=torch.get_default_dtype()) * torch.ones(dim)
+        self.prior_loc = _hyper(prior_loc) * torch.ones(dim)
         self.prior_scale = _positive("prior_scale", prior_scale) * torch.ones(dim)
         self.loc = PyroSample(lambda self: dist.Normal(self.prior_loc, self.prior_scale).to_event(1))
 
@@ -125,7 +135,7 @@ class NormalInverseGamma(_Conjugate):
     def __init__(self, mu0: float = 0.0, kappa0: float = 1.0, alpha0: float = 1.0, beta0: float = 1.0):
         super().__init__()
         self.dim = 1
-        self.mu0 = torch.as_tensor(mu0, dtype=torch.get_default_dtype()).reshape(1)
+        self.mu0 = _hyper(mu0).reshape(1)
         self.kappa0 = _positive("kappa0", kappa0).reshape(1)
         self.alpha0 = _positive("alpha0", alpha0).reshape(1)
         self.beta0 = _positive("beta0", beta0).reshape(1)
@@ -204,8 +214,16 @@ class InverseWishart(dist.TorchDistribution):
         super().__init__(torch.Size(), torch.Size([d, d]), validate_args=validate_args)
 
     def sample(self, sample_shape=()):
-        wishart = torch.distributions.Wishart(self.df, covariance_matrix=torch.linalg.inv(self.scale_matrix))
-        return torch.linalg.inv(wishart.sample(sample_shape))
+        # Bartlett: W = L A Aᵀ Lᵀ ~ Wishart(ν, Ψ⁻¹) with L = chol(Ψ⁻¹); then Σ = W⁻¹.
+        shape = torch.Size(sample_shape)
+        d = self.scale_matrix.shape[-1]
+        dtype = self.scale_matrix.dtype
+        dofs = self.df - torch.arange(d, dtype=dtype)  # ν, ν-1, ..., ν-d+1
+        diag = torch.distributions.Chi2(dofs).sample(shape).sqrt()
+        lower = torch.randn(*shape, d, d, dtype=dtype).tril(-1) + torch.diag_embed(diag)
+        chol = torch.linalg.cholesky(torch.linalg.inv(self.scale_matrix))
+        factor = chol @ lower
+        return torch.linalg.inv(factor @ factor.transpose(-1, -2))
 
     def log_prob(self, value):
         d = self.scale_matrix.shape[-1]
@@ -241,13 +259,12 @@ class NormalInverseWishart(_Conjugate):
     def __init__(self, dim: int = 2, mu0=None, kappa0: float = 1.0, nu0: float | None = None, psi0=None):
         super().__init__()
         self.dim = dim
-        dtype = torch.get_default_dtype()
-        self.mu0 = torch.zeros(dim, dtype=dtype) if mu0 is None else torch.as_tensor(mu0, dtype=dtype)
+        self.mu0 = torch.zeros(dim) if mu0 is None else _hyper(mu0)
         self.kappa0 = _positive("kappa0", kappa0)
-        self.nu0 = torch.as_tensor(dim + 2.0 if nu0 is None else nu0, dtype=dtype)
+        self.nu0 = _hyper(dim + 2.0 if nu0 is None else nu0)
         if self.nu0 <= dim - 1:
             raise OptionError(f"Expected nu0 > dim - 1 = {dim - 1}, but got {float(self.nu0)}.")
-        self.psi0 = torch.eye(dim, dtype=dtype) if psi0 is None else torch.as_tensor(psi0, dtype=dtype)
+        self.psi0 = torch.eye(dim) if psi0 is None else _hyper(psi0)
         self.covariance = PyroSample(lambda self: InverseWishart(self.nu0, self.psi0))
         self.loc = PyroSample(
             lambda self: dist.MultivariateNormal(self.mu0, covariance_matrix=self.covariance / self.kappa0)
