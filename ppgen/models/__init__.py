@@ -8,9 +8,15 @@ from ppgen.models.conjugate import (
     NormalInverseWishart,
     NormalKnownScale,
 )
+from ppgen.models.empirical import Empirical
 from ppgen.models.gaussian import Gaussian
+from ppgen.models.kde import KDE
+from ppgen.models.pushforward import Pushforward
 
 __all__ = [
+    "Empirical",
+    "KDE",
+    "Pushforward",
     "Gaussian",
     "NormalKnownScale",
     "NormalInverseGamma",
