@@ -1,16 +1,18 @@
 """Inference backends: one class per method, each with ``check(model)`` (fails fast with
 :class:`~ppgen.errors.MethodError`) and ``fit(model, x, covariates, **options) -> Fit``."""
 
+from ppgen.inference.em import EM
 from ppgen.inference.exact import Exact
 from ppgen.inference.mcmc import MCMCBackend
 from ppgen.inference.svi import MAP, MLE, SVI
 
 BACKENDS = {
     "exact": Exact(),
+    "em": EM(),
     "mle": MLE(),
     "svi": SVI(),
     "map": MAP(),
     "mcmc": MCMCBackend(),
 }
 
-__all__ = ["BACKENDS", "Exact", "MLE", "SVI", "MAP", "MCMCBackend"]
+__all__ = ["BACKENDS", "Exact", "EM", "MLE", "SVI", "MAP", "MCMCBackend"]

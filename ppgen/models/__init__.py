@@ -9,7 +9,9 @@ from ppgen.models.conjugate import (
     NormalKnownScale,
 )
 from ppgen.models.empirical import Empirical
+from ppgen.models.factor import PPCA, FactorAnalysis
 from ppgen.models.gaussian import Gaussian
+from ppgen.models.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture
 from ppgen.models.kde import KDE
 from ppgen.models.pushforward import Pushforward
 
@@ -18,6 +20,11 @@ __all__ = [
     "KDE",
     "Pushforward",
     "Gaussian",
+    "GaussianMixture",
+    "BernoulliMixture",
+    "CategoricalMixture",
+    "FactorAnalysis",
+    "PPCA",
     "NormalKnownScale",
     "NormalInverseGamma",
     "NormalInverseWishart",
