@@ -22,6 +22,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule, PyroParam, PyroSample, pyro_method
+from pyro.poutine.util import prune_subsample_sites
 
 from ppgen.errors import DataError, ImplicitModelError, OptionError
 
@@ -326,6 +327,8 @@ def global_latent_sites(model: GenerativeModel, x: torch.Tensor, covariates: dic
     """Unobserved sample sites outside the data plate (the globals a posterior is over)."""
     with torch.no_grad(), poutine.block():
         trace = poutine.trace(model.model).get_trace(x, **covariates)
+    # A plate records its subsample indices as an unobserved sample site named after the plate.
+    trace = prune_subsample_sites(trace)
     return {
         name: site
         for name, site in trace.nodes.items()

@@ -95,7 +95,8 @@ class SVI:
     ``guide``: ``"model"`` (the model's own guide; local latents only), ``"delta"``,
     ``"normal"``, ``"mvn"`` (Pyro autoguides over the *global* latents, combined with the
     model's own guide for local ones), or a callable guide.
-    ``loss``: ``"auto"`` (TraceEnum when the story marks discrete sites for enumeration),
+    ``loss``: ``"auto"`` (TraceEnum when the story marks discrete sites for enumeration; the
+    model's own closed-form ``loss(x)`` when it offers one and ``guide="model"``),
     ``"elbo"``, ``"enum"``, ``"iwae"`` (importance-weighted bound, ``num_particles``).
     """
 
@@ -124,6 +125,14 @@ class SVI:
                 "(which covers local latents only); use guide='normal', 'mvn' or 'delta'."
             )
         enumerate_ = _has_enumeration(model, x, covariates)
+        # A model may offer ``loss(x, **covariates)``: the negative ELBO of its own guide with
+        # closed-form terms (same objective, no tracing). "auto" uses it; loss="elbo" forces Trace_ELBO.
+        model_loss = (
+            loss_name == "auto"
+            and guide_name == "model"
+            and not enumerate_
+            and callable(getattr(model, "loss", None))
+        )
         if loss_name == "auto":
             loss_name = "enum" if enumerate_ else "elbo"
         plates = options.get("max_plate_nesting", 1)
@@ -171,6 +180,8 @@ class SVI:
 
         def loss_fn():
             xb, cov, scale = batches.next()
+            if model_loss:
+                return model.loss(xb, **cov) * scale / n
             with batches.scaled(scale):
                 if loss_name == "iwae":
                     return _renyi_loss(elbo, model.model, guide, xb, cov) / n

@@ -1,5 +1,6 @@
 """Generative stories, one per file."""
 
+from ppgen.models.autoregressive import MADE, CharRNN
 from ppgen.models.conjugate import (
     BetaBernoulli,
     DirichletCategorical,
@@ -8,23 +9,17 @@ from ppgen.models.conjugate import (
     NormalInverseWishart,
     NormalKnownScale,
 )
-from ppgen.models.empirical import Empirical
-from ppgen.models.factor import PPCA, FactorAnalysis
+from ppgen.models.flow import Flow
 from ppgen.models.gaussian import Gaussian
-from ppgen.models.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture
-from ppgen.models.kde import KDE
-from ppgen.models.pushforward import Pushforward
+from ppgen.models.vae import VAE, ConditionalVAE
 
 __all__ = [
-    "Empirical",
-    "KDE",
-    "Pushforward",
+    "MADE",
+    "CharRNN",
+    "Flow",
+    "VAE",
+    "ConditionalVAE",
     "Gaussian",
-    "GaussianMixture",
-    "BernoulliMixture",
-    "CategoricalMixture",
-    "FactorAnalysis",
-    "PPCA",
     "NormalKnownScale",
     "NormalInverseGamma",
     "NormalInverseWishart",

@@ -1,0 +1,389 @@
+"""Autoregressive stories: predict one coordinate at a time from the ones before it.
+
+``p(x) = prod_i p(x_i | x_<i)`` — the chain rule, with each conditional given by a neural
+network. ``log_prob`` is exact and takes one pass; ``sample`` is sequential and takes one
+pass per coordinate. Both models have no latents: fit them with ``method="mle"`` (SVI with
+the empty guide, i.e. stochastic-gradient maximum likelihood).
+
+References:
+    Germain et al., "MADE: Masked Autoencoder for Distribution Estimation", ICML 2015,
+    https://arxiv.org/abs/1502.03509
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.distributions import constraints
+
+from ppgen.core import GenerativeModel, _check_count, pyro_method
+from ppgen.errors import DataError, OptionError
+
+__all__ = ["MADE", "CharRNN", "SequenceDistribution", "first_names", "LIKELIHOODS"]
+
+#: likelihood name -> number of network outputs per coordinate (``k`` = num_categories).
+LIKELIHOODS: dict[str, Callable[[int], int]] = {
+    "bernoulli": lambda k: 1,
+    "gaussian": lambda k: 2,
+    "categorical": lambda k: k,
+}
+
+
+class SequenceDistribution(dist.TorchDistribution):
+    """A distribution over rows given by a log-density and a (sequential) sampler.
+
+    It lets an autoregressive model observe ``"x"`` in its story like any other site.
+    """
+
+    arg_constraints: dict = {}
+
+    def __init__(self, log_prob_fn, sample_fn, batch_size: int, dim: int, support, validate_args=None):
+        self._log_prob_fn, self._sample_fn, self._support = log_prob_fn, sample_fn, support
+        super().__init__(torch.Size([batch_size]), torch.Size([dim]), validate_args=validate_args)
+
+    @constraints.dependent_property
+    def support(self):
+        return self._support
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self._log_prob_fn(value)
+
+    def sample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+        if len(sample_shape):
+            raise NotImplementedError("SequenceDistribution draws one row per plate entry.")
+        return self._sample_fn(self.batch_shape[0])
+
+    def expand(self, batch_shape, _instance=None):
+        if tuple(batch_shape) != tuple(self.batch_shape):
+            raise NotImplementedError("SequenceDistribution does not broadcast.")
+        return self
+
+
+def _check_positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(f"Expected {name} to be a positive integer, but got {value!r}.")
+    return value
+
+
+class _Autoregressive(GenerativeModel):
+    """The shared story: observe each row through its exact autoregressive density."""
+
+    dim: int
+
+    @pyro_method
+    def model(self, x: torch.Tensor | None = None, n: int | None = None) -> torch.Tensor:
+        self._check(x)
+        size = x.shape[0] if x is not None else _check_count(n)
+        rows = SequenceDistribution(self._log_prob, self._sample, size, self.dim, self.support)
+        with self.data_plate(x, n):
+            return pyro.sample("x", rows, obs=x)
+
+    @pyro_method
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact ``log p(x_i)`` per row in one network pass, shape ``(N,)``."""
+        self._check(x)
+        return self._log_prob(x)
+
+    @pyro_method
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """Ancestral sampling, one network pass per coordinate; ``temperature`` sharpens (< 1) or
+        flattens (> 1) every conditional."""
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise OptionError(f"Expected temperature > 0, but got {temperature!r}.")
+        with torch.no_grad():
+            return self._sample(_check_count(n), float(temperature))
+
+    def _check_rows(self, x: torch.Tensor | None) -> bool:
+        if x is None:
+            return False
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise DataError(f"Expected x of shape (N, {self.dim}), but got {tuple(x.shape)}.")
+        if not torch.isfinite(x).all():
+            raise DataError("Expected finite x, but got NaN or inf; drop or impute those rows first.")
+        return True
+
+
+class MADE(_Autoregressive):
+    """Masked autoencoder: an MLP whose weight masks make output ``i`` see only ``x_<i``.
+
+    ``log p(x) = sum_i log p(x_i | h_i(x_<i))`` in one network pass.
+
+    Arguments:
+        dim: dimension ``D`` of one observation.
+        hidden: widths of the hidden layers.
+        likelihood: ``"bernoulli"`` (binary data), ``"gaussian"`` (real data) or
+            ``"categorical"`` (integers ``0..num_categories-1``).
+        num_categories: number of values per coordinate for ``"categorical"``.
+        permutation: the input order (a permutation of ``range(D)``); natural order by default.
+        num_orderings: with ``K > 1`` the model is the uniform mixture of ``K`` orderings
+            sharing one network (``log p = logsumexp_k log p_k - log K``), orderings drawn
+            with ``seed``.
+
+    Example:
+        >>> import torch
+        >>> made = MADE(dim=3, hidden=(8,))
+        >>> made.log_prob(torch.tensor([[0.0, 1.0, 1.0]])).shape
+        torch.Size([1])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int] = (128,),
+        likelihood: str = "bernoulli",
+        *,
+        num_categories: int | None = None,
+        permutation: Sequence[int] | torch.Tensor | None = None,
+        num_orderings: int = 1,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.dim = _check_positive("dim", dim)
+        if likelihood not in LIKELIHOODS:
+            raise OptionError(f"Expected likelihood in {list(LIKELIHOODS)}, but got {likelihood!r}.")
+        if likelihood == "categorical":
+            if isinstance(num_categories, bool) or not isinstance(num_categories, int) or num_categories < 2:
+                raise OptionError(
+                    f"Expected num_categories >= 2 for likelihood='categorical', but got {num_categories!r}."
+                )
+        elif num_categories is not None:
+            raise OptionError(
+                "Expected num_categories only with likelihood='categorical', but got "
+                f"likelihood={likelihood!r}."
+            )
+        self.likelihood, self.num_categories = likelihood, num_categories
+        self.num_outputs = LIKELIHOODS[likelihood](num_categories or 0)
+        hidden = [_check_positive("hidden width", h) for h in hidden]
+        self.num_orderings = _check_positive("num_orderings", num_orderings)
+        orders = self._orders(permutation, seed)  # (K, D): position of each input in the order
+        # Degrees (MADE eq. 8-9): input i has degree order[i] + 1; hidden units cycle over 1..D-1.
+        widths = [dim, *hidden, dim * self.num_outputs]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        masks = [[] for _ in widths[1:]]
+        for order in orders:
+            degrees = order + 1
+            for j, width in enumerate(hidden):
+                hidden_deg = torch.arange(width) % max(dim - 1, 1) + 1
+                masks[j].append((hidden_deg[:, None] >= degrees[None, :]).float())
+                degrees = hidden_deg
+            out_deg = (order + 1).repeat(self.num_outputs)
+            masks[-1].append((out_deg[:, None] > degrees[None, :]).float())
+        for j, mask in enumerate(masks):
+            self.register_buffer(f"mask{j}", torch.stack(mask))  # (K, out, in)
+        self.register_buffer("orders", orders)
+
+    def _orders(self, permutation, seed: int) -> torch.Tensor:
+        if permutation is not None:
+            perm = torch.as_tensor(permutation, dtype=torch.long)
+            if perm.shape != (self.dim,) or not torch.equal(perm.sort().values, torch.arange(self.dim)):
+                raise OptionError(
+                    f"Expected permutation to be a permutation of range({self.dim}), but got "
+                    f"{list(permutation)}."
+                )
+            first = torch.empty_like(perm)
+            first[perm] = torch.arange(self.dim)  # first[i] = when input i is generated
+        else:
+            first = torch.arange(self.dim)
+        generator = torch.Generator().manual_seed(seed)
+        extra = [torch.randperm(self.dim, generator=generator) for _ in range(self.num_orderings - 1)]
+        return torch.stack([first, *extra])
+
+    # ------------------------------------------------------------- the network
+    def conditionals(self, x: torch.Tensor, ordering: int = 0) -> torch.Tensor:
+        """Raw parameters of every ``p(x_i | x_<i)``, shape ``(N, D, num_outputs)``."""
+        h = x
+        for j, layer in enumerate(self.layers):
+            h = nn.functional.linear(h, layer.weight * getattr(self, f"mask{j}")[ordering], layer.bias)
+            if j < len(self.layers) - 1:
+                h = torch.relu(h)
+        return h.reshape(x.shape[0], self.num_outputs, self.dim).transpose(1, 2)
+
+    def _conditional_dist(self, params: torch.Tensor, temperature: float = 1.0) -> dist.Distribution:
+        """Per-coordinate distributions, batch ``(N, D)``."""
+        if self.likelihood == "bernoulli":
+            return dist.Bernoulli(logits=params[..., 0] / temperature)
+        if self.likelihood == "gaussian":
+            scale = nn.functional.softplus(params[..., 1]) + 1e-4
+            return dist.Normal(params[..., 0], scale * temperature)
+        return dist.Categorical(logits=params / temperature)
+
+    def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        terms = [
+            self._conditional_dist(self.conditionals(x, k)).log_prob(x).sum(-1)
+            for k in range(self.num_orderings)
+        ]
+        if self.num_orderings == 1:
+            return terms[0]
+        return torch.logsumexp(torch.stack(terms), 0) - math.log(self.num_orderings)
+
+    def _sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        param = self.layers[0].weight
+        x = torch.zeros(n, self.dim, dtype=param.dtype, device=param.device)
+        which = torch.randint(self.num_orderings, (n,), device=param.device)
+        for k in range(self.num_orderings):
+            rows = (which == k).nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            xk = x[rows]
+            for i in torch.argsort(self.orders[k]).tolist():  # one pass per coordinate
+                params = self.conditionals(xk, k)[:, i]
+                xk[:, i] = self._conditional_dist(params, temperature).sample().to(x.dtype)
+            x[rows] = xk
+        return x
+
+    @property
+    def support(self):
+        if self.likelihood == "bernoulli":
+            return constraints.independent(constraints.boolean, 1)
+        if self.likelihood == "gaussian":
+            return constraints.independent(constraints.real, 1)
+        return constraints.independent(constraints.integer_interval(0, self.num_categories - 1), 1)
+
+    def _check(self, x: torch.Tensor | None) -> None:
+        if not self._check_rows(x):
+            return
+        if self.likelihood == "bernoulli" and not ((x == 0) | (x == 1)).all():
+            raise DataError(
+                "Expected binary data (0/1) for likelihood='bernoulli', but got other values; "
+                "binarise it (e.g. x > 0.5) or use likelihood='gaussian'."
+            )
+        if self.likelihood == "categorical":
+            bad = (x != x.round()) | (x < 0) | (x >= self.num_categories)
+            if bad.any():
+                raise DataError(
+                    f"Expected integers in 0..{self.num_categories - 1} for likelihood='categorical', "
+                    f"but got e.g. {float(x[bad][0])}; rescale the data or raise num_categories."
+                )
+
+
+class CharRNN(_Autoregressive):
+    """Character-level autoregressive model of short words: a GRU reads the prefix, a softmax
+    picks the next character or the end-of-word token.
+
+    ``log p(word) = sum_t log p(c_t | c_<t)`` up to and including the end token. A word is a
+    row of ``max_len`` integer codes: ``0`` = end/padding, ``1..V`` = ``alphabet`` letters.
+
+    Arguments:
+        alphabet: the characters words may use (lower case letters by default).
+        max_len: longest word plus one for the end token.
+        hidden: GRU state size; ``embedding``: size of the character embedding.
+
+    Example:
+        >>> model = CharRNN(max_len=6, hidden=8)
+        >>> x = model.encode(["anna", "bo"])
+        >>> model.log_prob(x).shape
+        torch.Size([2])
+    """
+
+    def __init__(
+        self,
+        alphabet: str = "abcdefghijklmnopqrstuvwxyz",
+        max_len: int = 12,
+        hidden: int = 64,
+        embedding: int = 16,
+    ):
+        super().__init__()
+        if not isinstance(alphabet, str) or len(set(alphabet)) != len(alphabet) or not alphabet:
+            raise OptionError(f"Expected alphabet as a string of distinct characters, but got {alphabet!r}.")
+        self.alphabet, self.dim = alphabet, _check_positive("max_len", max_len)
+        self.vocab = len(alphabet) + 1  # + end token 0
+        self.embed = nn.Embedding(self.vocab + 1, _check_positive("embedding", embedding))  # + start token
+        self.rnn = nn.GRU(embedding, _check_positive("hidden", hidden), batch_first=True)
+        self.head = nn.Linear(hidden, self.vocab)
+
+    @property
+    def support(self):
+        return constraints.independent(constraints.integer_interval(0, self.vocab - 1), 1)
+
+    def encode(self, words: Sequence[str]) -> torch.Tensor:
+        """Words -> float codes ``(N, max_len)``, zero-padded after the end of each word."""
+        index = {c: i + 1 for i, c in enumerate(self.alphabet)}
+        rows = torch.zeros(len(words), self.dim)
+        for r, word in enumerate(words):
+            if len(word) >= self.dim or any(c not in index for c in word):
+                raise DataError(
+                    f"Expected words shorter than max_len={self.dim} over the alphabet {self.alphabet!r}, "
+                    f"but got {word!r}; filter the list or raise max_len."
+                )
+            rows[r, : len(word)] = torch.tensor([index[c] for c in word], dtype=rows.dtype)
+        return rows.to(self.head.weight.dtype)
+
+    def decode(self, x: torch.Tensor) -> list[str]:
+        """Codes ``(N, max_len)`` -> words (reading stops at the first end token)."""
+        words = []
+        for row in x.long().tolist():
+            end = row.index(0) if 0 in row else len(row)
+            words.append("".join(self.alphabet[c - 1] for c in row[:end]))
+        return words
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.long()  # (N, T)
+        start = torch.full_like(tokens[:, :1], self.vocab)
+        h, _ = self.rnn(self.embed(torch.cat([start, tokens[:, :-1]], 1)))  # (N, T, H)
+        return self.head(h)  # (N, T, V)
+
+    def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.long()
+        per_step = torch.log_softmax(self._logits(x), -1).gather(-1, tokens[..., None])[..., 0]  # (N, T)
+        # A step counts while no end token came before it (the end token itself counts).
+        alive = torch.cumprod(torch.cat([torch.ones_like(tokens[:, :1]), (tokens[:, :-1] != 0).long()], 1), 1)
+        return (per_step * alive).sum(1)
+
+    def _sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        weight = self.head.weight
+        out = torch.zeros(n, self.dim, dtype=weight.dtype, device=weight.device)
+        token = torch.full((n, 1), self.vocab, dtype=torch.long, device=weight.device)
+        alive = torch.ones(n, dtype=torch.bool, device=weight.device)
+        state = None
+        for t in range(self.dim):  # one GRU step per character
+            h, state = self.rnn(self.embed(token), state)
+            logits = self.head(h[:, -1]) / temperature
+            if t == self.dim - 1:
+                logits[:, 1:] = -math.inf  # the last slot can only end the word
+            step = dist.Categorical(logits=logits).sample() * alive
+            out[:, t] = step.to(out.dtype)
+            alive = alive & (step != 0)
+            token = step[:, None]
+        return out
+
+    def _check(self, x: torch.Tensor | None) -> None:
+        if not self._check_rows(x):
+            return
+        if ((x != x.round()) | (x < 0) | (x >= self.vocab)).any():
+            raise DataError(
+                f"Expected integer character codes in 0..{self.vocab - 1}, but got other values; "
+                "build rows with CharRNN.encode(words)."
+            )
+        ended = torch.cumsum(x == 0, 1) > 0
+        if (ended & (x != 0)).any() or (x[:, -1] != 0).any():
+            raise DataError(
+                f"Expected each row to be a word of at most {self.dim - 1} codes followed by zeros, but got "
+                "a non-zero code after the end (or no end token); build rows with CharRNN.encode(words)."
+            )
+
+
+def first_names(min_count: int = 1) -> list[str]:
+    """US first names (1990 Census lists shipped by the PyPI package ``names``), lower case, sorted.
+
+    The census lists are public domain; install the package with ``pip install names``.
+    """
+    try:
+        from importlib import resources
+
+        folder = resources.files("names")
+    except ModuleNotFoundError as err:
+        raise DataError(
+            "Expected the PyPI package 'names' (US Census first-name lists), but it is not installed; "
+            "run `pip install names`."
+        ) from err
+    found = set()
+    for filename in ("dist.male.first", "dist.female.first"):
+        for line in folder.joinpath(filename).read_text(encoding="ascii").splitlines():
+            if line.strip():
+                found.add(line.split()[0].lower())
+    return sorted(w for w in found if len(w) >= min_count)
