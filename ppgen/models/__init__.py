@@ -9,8 +9,13 @@ from ppgen.models.conjugate import (
     NormalInverseWishart,
     NormalKnownScale,
 )
+from ppgen.models.empirical import Empirical
+from ppgen.models.factor import PPCA, FactorAnalysis
 from ppgen.models.flow import Flow
 from ppgen.models.gaussian import Gaussian
+from ppgen.models.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture
+from ppgen.models.kde import KDE
+from ppgen.models.pushforward import Pushforward
 from ppgen.models.vae import VAE, ConditionalVAE
 
 __all__ = [
@@ -19,7 +24,15 @@ __all__ = [
     "Flow",
     "VAE",
     "ConditionalVAE",
+    "Empirical",
+    "KDE",
+    "Pushforward",
     "Gaussian",
+    "GaussianMixture",
+    "BernoulliMixture",
+    "CategoricalMixture",
+    "FactorAnalysis",
+    "PPCA",
     "NormalKnownScale",
     "NormalInverseGamma",
     "NormalInverseWishart",
