@@ -1,0 +1,142 @@
+"""mle / svi / map against the exact conjugate posterior of the same story."""
+
+import math
+
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.nn import pyro_method
+
+import ppgen
+from ppgen.models import Gaussian, NormalKnownScale
+from tests.common import assert_close, gaussian_data
+
+
+def _known_scale_model():
+    # float64 hyperparameters so the fit runs in float64 (a Bayesian story computes in its priors' dtype)
+    return NormalKnownScale(
+        dim=1,
+        scale=torch.tensor(2.0, dtype=torch.float64),
+        prior_loc=torch.tensor(0.0, dtype=torch.float64),
+        prior_scale=torch.tensor(1.0, dtype=torch.float64),
+    )
+
+
+def test_map_equals_analytic_posterior_mode():
+    # Reference: the Normal-Normal posterior mode (= its mean) in closed form; Adam to 1e-4.
+    x = gaussian_data(n=30, dim=1, seed=1)
+    model = _known_scale_model()
+    exact = model.conjugate_posterior(x)
+    fit = ppgen.fit(model, x, method="map", lr=0.05, num_steps=2000, tol=1e-9, seed=0)
+    assert_close(fit.params["loc"], exact.mean()["loc"], atol=1e-4)
+    assert fit.posterior is None and fit.draws["loc"].shape == (1, 1)
+
+
+def test_svi_autonormal_recovers_gaussian_posterior():
+    # The posterior is Gaussian, so AutoNormal's family contains it; with 1000 guide draws the
+    # mean/sd estimates carry ~3% Monte Carlo error -> tolerance 10% of the posterior sd.
+    x = gaussian_data(n=30, dim=1, seed=2)
+    model = _known_scale_model()
+    exact = model.conjugate_posterior(x)
+    fit = ppgen.fit(
+        model,
+        x,
+        method="svi",
+        guide="normal",
+        lr=0.05,
+        lr_decay=0.02,
+        num_steps=1500,
+        seed=0,
+        num_particles=2,
+    )
+    sd = exact.sd()["loc"]
+    assert_close(fit.params["loc"], exact.mean()["loc"], atol=float(0.1 * sd))
+    assert_close(fit.draws["loc"].std(0), sd, atol=float(0.1 * sd))
+    assert "log_likelihood" in fit.posterior.groups()
+
+
+def test_minibatch_objective_is_unbiased():
+    # The data plate is scaled by N/B: averaged over many minibatches the loss equals the
+    # full-data loss (here: 2000 batches, Monte Carlo error well below the 0.5% tolerance).
+    from pyro.infer import Trace_ELBO
+
+    from ppgen.inference.loop import Minibatches
+
+    x = gaussian_data(n=100, dim=1, seed=3)
+    model = Gaussian(dim=1).double()
+    full = float(Trace_ELBO().differentiable_loss(model.model, model.guide, x).detach())
+    batches = Minibatches(x, {}, batch_size=10, seed=0)
+    total = 0.0
+    for _ in range(2000):
+        xb, _, scale = batches.next()
+        with batches.scaled(scale):
+            total += float(Trace_ELBO().differentiable_loss(model.model, model.guide, xb).detach())
+    assert abs(total / 2000 - full) < 0.005 * abs(full)
+
+
+def test_minibatch_mle_converges():
+    x = gaussian_data(n=500, dim=1, seed=4)
+    fit = ppgen.fit(Gaussian(dim=1), x, method="mle", batch_size=64, lr=0.1, num_steps=600, seed=0)
+    assert abs(float(fit.params["loc"]) - float(x.mean())) < 0.05
+
+
+def test_non_finite_loss_stops_with_last_finite_parameters():
+    x = gaussian_data(n=50, dim=1, seed=5) * 1e200  # squares overflow to inf in the log-density
+    with pytest.raises(ppgen.NonFiniteLossError, match="finite"):
+        ppgen.fit(Gaussian(dim=1), x, method="mle", num_steps=10)
+
+
+class _NaNGradient(Gaussian):
+    """Finite loss, NaN gradient: the unselected branch of ``where`` still backpropagates."""
+
+    @pyro_method
+    def log_prob(self, x):
+        trap = torch.where(self.loc.sum() < 1e6, torch.zeros(()), 0.0 * torch.sqrt(-1.0 - self.loc.sum()))
+        return super().log_prob(x) + trap
+
+
+def test_non_finite_gradient_keeps_parameters_finite():
+    x = gaussian_data(n=50, dim=1, seed=6)
+    with pytest.raises(ppgen.NonFiniteLossError, match="gradients"):
+        ppgen.fit(_NaNGradient(dim=1), x, method="mle", lr=0.01, num_steps=200)
+
+
+@pytest.mark.parametrize("method", ["mle", "svi", "map"])
+def test_seed_makes_fits_bit_reproducible(method):
+    x = gaussian_data(n=60, dim=1, seed=7)
+    model = _known_scale_model() if method != "mle" else Gaussian(dim=1)
+    options = {"num_steps": 200, "lr": 0.05, "batch_size": 20}
+    a = ppgen.fit(model, x, method=method, seed=3, **options)
+    b = ppgen.fit(model, x, method=method, seed=3, **options)
+    assert a.history == b.history
+    for key in a.params:
+        assert torch.equal(a.params[key], b.params[key])
+
+
+def test_option_errors():
+    x = gaussian_data(n=20, dim=1)
+    with pytest.raises(ppgen.OptionError, match="num_step"):
+        ppgen.fit(Gaussian(dim=1), x, method="mle", num_step=10)
+    with pytest.raises(ppgen.OptionError, match="guide"):
+        ppgen.fit(_known_scale_model(), x, method="svi", guide="banana")
+    with pytest.raises(ppgen.OptionError, match="global latents"):
+        ppgen.fit(_known_scale_model(), x, method="svi", guide="model")
+    with pytest.raises(ppgen.OptionError, match="lr"):
+        ppgen.fit(Gaussian(dim=1), x, method="mle", lr=-1.0)
+    with pytest.raises(ppgen.MethodError, match="map"):
+        ppgen.fit(_known_scale_model(), x, method="mle")
+    with pytest.raises(ppgen.MethodError, match="priors"):
+        ppgen.fit(Gaussian(dim=1), x, method="map")
+    assert math.isfinite(ppgen.fit(Gaussian(dim=1), x, method="exact").score(x))
+
+
+def test_bayesian_gaussian_by_svi_has_every_site():
+    # PYRO_NOTES 1 and 6: every prior becomes one global site with the parameter's shape.
+    model = ppgen.bayesian(
+        Gaussian(dim=2, covariance="diag"),
+        loc=dist.Normal(0.0, 10.0).expand([2]).to_event(1),
+        scale=dist.LogNormal(0.0, 1.0).expand([2]).to_event(1),
+    )
+    fit = ppgen.fit(model, gaussian_data(n=100, dim=2, seed=8), method="svi", num_steps=300, lr=0.05)
+    assert set(fit.draws) == {"loc", "scale"}
+    assert fit.draws["loc"].shape == (1000, 2)
