@@ -76,7 +76,7 @@ def as_tensor(
                 f"Expected {name} to hold numbers, but got values of dtype {array.dtype}; "
                 "convert strings/categories to numbers first."
             )
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        tensor = torch.from_numpy(np.require(array, requirements=["C", "W"]))
     if tensor.is_complex():
         raise DataError(f"Expected real-valued {name}, but got complex dtype {tensor.dtype}.")
     if dtype is None:

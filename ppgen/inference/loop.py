@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from ppgen import distributed
 from ppgen.core import ScaleData
 from ppgen.errors import NonFiniteLossError, OptionError
 
@@ -31,6 +32,7 @@ class TrainConfig:
 
     num_steps: int = 2000
     lr: float = 0.01
+    lr_decay: float = 1.0  # the learning rate decays exponentially to lr * lr_decay by num_steps
     optimizer: str = "adam"
     batch_size: int | None = None
     patience: int = 10
@@ -44,6 +46,8 @@ class TrainConfig:
             raise OptionError(f"Expected num_steps to be a positive integer, but got {self.num_steps!r}.")
         if not self.lr > 0:
             raise OptionError(f"Expected lr > 0, but got {self.lr!r}.")
+        if not 0 < self.lr_decay <= 1:
+            raise OptionError(f"Expected 0 < lr_decay <= 1, but got {self.lr_decay!r}.")
         if self.optimizer not in OPTIMIZERS:
             raise OptionError(f"Expected optimizer in {OPTIMIZERS}, but got {self.optimizer!r}.")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
@@ -64,26 +68,44 @@ class Minibatches:
 
     Yields ``(x_batch, covariates_batch, scale)`` where ``scale = N / batch`` is what the
     data plate's log-likelihood terms must be multiplied by.
+
+    Under ``torch.distributed`` (see :mod:`ppgen.distributed`) each rank keeps only its
+    shard of the rows and ``scale = world_size * n_shard / batch``, so the average over
+    ranks of the per-rank losses (and gradients) equals the single-process objective.
     """
 
     def __init__(self, x: torch.Tensor, covariates: dict, batch_size: int | None, seed: int | None):
+        self.weight = 1.0
+        seed = 0 if seed is None else seed
+        if distributed.is_distributed():
+            total, world = x.shape[0], distributed.world_size()
+            idx = distributed.shard_indices(total, distributed.rank(), world).to(x.device)
+            covariates = _rows(covariates, idx, total)
+            x = x[idx]
+            self.weight = float(world)  # (1/W) Σ_r W·sum_r = the full-data sum, any shard sizes
+            seed += distributed.rank()
         self.x, self.covariates = x, covariates
         self.n = x.shape[0]
         self.batch_size = None if batch_size is None or batch_size >= self.n else batch_size
-        self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        self.generator = torch.Generator().manual_seed(seed)
 
     def next(self) -> tuple[torch.Tensor, dict, float]:
         if self.batch_size is None:
-            return self.x, self.covariates, 1.0
+            return self.x, self.covariates, self.weight
         idx = torch.randperm(self.n, generator=self.generator)[: self.batch_size].to(self.x.device)
-        cov = {
-            k: v[idx] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == self.n else v
-            for k, v in self.covariates.items()
-        }
-        return self.x[idx], cov, self.n / self.batch_size
+        cov = _rows(self.covariates, idx, self.n)
+        return self.x[idx], cov, self.n / self.batch_size * self.weight
 
     def scaled(self, scale: float):
         return ScaleData(scale) if scale != 1.0 else contextlib.nullcontext()
+
+
+def _rows(covariates: dict, idx: torch.Tensor, n: int) -> dict:
+    """Per-row covariates (tensors with ``n`` rows) indexed by ``idx``; others unchanged."""
+    return {
+        k: v[idx] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
+        for k, v in covariates.items()
+    }
 
 
 def train(
@@ -100,24 +122,42 @@ def train(
     (relative) for ``patience`` checks. A non-finite loss or gradient raises
     :class:`NonFiniteLossError` without taking the step; Ctrl-C stops early and returns
     the run so far with ``converged=False``.
+
+    Under ``torch.distributed`` the parameters start from rank 0's values, and after each
+    ``backward()`` the gradients (and the loss) are averaged over ranks, so every rank
+    takes the same step and stops at the same time.
     """
     if not params:
         raise OptionError("Expected a model with parameters to optimise, but it has none.")
     optimizer = make_optimizer(params, config)
+    gamma = config.lr_decay ** (1 / config.num_steps)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
     history: list[float] = []
     smoothed, best, stale, converged = None, math.inf, 0, False
-    bar = tqdm(range(config.num_steps), desc=desc, disable=not config.progress, leave=False)
+    data_parallel = distributed.is_distributed()
+    if data_parallel:
+        distributed.broadcast_parameters(params)
+    bar = tqdm(
+        range(config.num_steps),
+        desc=desc,
+        disable=not config.progress or not distributed.is_main(),
+        leave=False,
+    )
     try:
         for step in bar:
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn()
             value = float(loss.detach())
+            if data_parallel:
+                value = distributed.average_value(value)  # same value, same stopping, on every rank
             if not math.isfinite(value):
                 raise NonFiniteLossError(
                     f"Expected a finite loss, but got {value} at step {step}; the model keeps its last "
                     "finite parameters. Lower lr, standardise the data, or check the data for outliers."
                 )
             loss.backward()
+            if data_parallel:
+                distributed.average_gradients(params)  # gradient all-reduce (mean over ranks)
             grads = [p.grad for p in params if p.grad is not None]
             if grads and not all(torch.isfinite(g).all() for g in grads):
                 raise NonFiniteLossError(
@@ -127,6 +167,7 @@ def train(
             if config.optimizer == "clipped_adam":
                 torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
             optimizer.step()
+            schedule.step()
             history.append(value)
             smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
             if (step + 1) % config.check_every == 0:
