@@ -34,6 +34,8 @@ KERNELS = ("gaussian", "epanechnikov")
 BANDWIDTH_RULES = ("scott", "silverman", "cv")
 COVARIANCES = ("identity", "diag", "full")
 MAX_ELEMENTS = 2**22  # kernel values held at once (32 MiB in float64)
+SPEED_BLOCK = 2**16  # kernel values per block for speed (fits in cache)
+_TINY_LOG = math.log(1e-280)  # below this a plain sum of exponentials may have lost digits
 
 
 def _log_norm(kernel: str, d: int) -> float:
@@ -285,28 +287,44 @@ def rule_of_thumb(n: int, d: int, rule: str) -> float:
 
 
 def _chunked_logsumexp(a: torch.Tensor, b: torch.Tensor, kernel: str, max_elements: int) -> torch.Tensor:
-    """``logsumexp_i log K(a_j − b_i)`` for every row ``a_j``, at most ``max_elements`` values at once."""
+    """``log Σ_i exp(log K(a_j − b_i))`` for every row ``a_j``, at most ``max_elements`` values at once.
+
+    One matmul per block gives ``q = −|a − b|²/2`` directly (augmented coordinates); the
+    Gaussian sum ``Σ exp(q)`` needs no max-shift because ``q ≤ 0``. Rows whose sum would
+    underflow (points far from all data) are redone with a shifted log-sum-exp.
+    """
     m, n = a.shape[0], b.shape[0]
-    half_b = -0.5 * (b**2).sum(1)  # (n,)
-    half_a = 0.5 * (a**2).sum(1)  # (m,)
-    cols = min(n, max_elements)
-    rows = max(1, max_elements // cols)
+    ones_a, ones_b = a.new_ones(m, 1), b.new_ones(n, 1)
+    a_aug = torch.cat([a, ones_a, -0.5 * (a**2).sum(1, keepdim=True)], 1)  # (m, d+2)
+    b_aug = torch.cat([b, -0.5 * (b**2).sum(1, keepdim=True), ones_b], 1).T.contiguous()  # (d+2, n)
+    block = min(max_elements, SPEED_BLOCK)  # small blocks stay in cache; max_elements bounds memory
+    cols = min(n, block)
+    rows = max(1, block // cols)
     out = torch.empty(m, dtype=a.dtype, device=a.device)
-    starts = range(0, m, rows)
-    for start in tqdm(starts, desc="kde log_prob", leave=False, disable=m * n < 5e8):
+    for start in tqdm(range(0, m, rows), desc="kde log_prob", leave=False, disable=m * n < 5e8):
         stop = min(start + rows, m)
-        acc = None
+        total = torch.zeros(stop - start, dtype=a.dtype, device=a.device)
         for col in range(0, n, cols):
-            # a·b − |b|²/2 = −|a − b|²/2 + |a|²/2: one fused matmul per block.
-            inner = torch.addmm(half_b[col : col + cols], a[start:stop], b[col : col + cols].T)  # (r, c)
+            q = a_aug[start:stop] @ b_aug[:, col : col + cols]  # (r, c) = −|a − b|²/2
             if kernel == "gaussian":
-                block = torch.logsumexp(inner, dim=1)
+                total += q.clamp_(max=0).exp_().sum(1)
             else:
-                sq = (2 * half_a[start:stop, None] - 2 * inner).clamp_(min=0)
-                block = torch.logsumexp(_log_kernel(sq, kernel), dim=1)
-            acc = block if acc is None else torch.logaddexp(acc, block)
-        out[start:stop] = acc - half_a[start:stop] if kernel == "gaussian" else acc
+                total += q.mul_(2).add_(1).clamp_(min=0).sum(1)  # (1 − |u|²)₊
+        out[start:stop] = total.log()
+    if kernel == "gaussian":
+        far = (out < _TINY_LOG).nonzero().flatten()
+        if far.numel():
+            out[far] = _shifted_logsumexp(a_aug[far], b_aug, cols)
     return out
+
+
+def _shifted_logsumexp(a_aug: torch.Tensor, b_aug: torch.Tensor, cols: int) -> torch.Tensor:
+    """The Gaussian sum in log space with a max-shift, streamed over training blocks (rare rows)."""
+    acc = None
+    for col in range(0, b_aug.shape[1], cols):
+        block = torch.logsumexp(a_aug @ b_aug[:, col : col + cols], dim=1)
+        acc = block if acc is None else torch.logaddexp(acc, block)
+    return acc
 
 
 def _loo(x: torch.Tensor, shape_tril: torch.Tensor, grid: torch.Tensor, kernel: str, max_elements: int):
