@@ -60,6 +60,9 @@ def fit(
             ``"adversarial"`` (see :func:`methods`).
         seed: makes the fit bit-reproducible.
         dtype: floating dtype of data and model (default: the data's own, float64 stays).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) for the gradient
+            methods (mle, svi, map, adversarial); the returned fit lives on the CPU. Under
+            ``torchrun`` these methods train data-parallel (see :mod:`ppgen.distributed`).
         options: backend options, e.g. ``num_steps``, ``lr``, ``batch_size``, ``guide``,
             ``num_samples``, ``num_chains``; an unknown option raises :class:`OptionError`.
 
@@ -80,6 +83,7 @@ def fit(
     except MethodError as err:
         usable = applicable_methods(model)
         raise MethodError(f"{err} Methods that apply to this model: {usable}.") from None
+    device = _device_for(method, options.pop("device", None))
     x, covariates = as_data(data, dtype=dtype)
     if dtype is None and model.is_bayesian and not list(model.parameters()):
         # A Bayesian story computes in its priors' dtype; float64 priors give float64 fits.
@@ -95,10 +99,60 @@ def fit(
             raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
         pyro.set_rng_seed(seed)
         options["seed"] = seed
+    if device.type != "cpu":
+        x, covariates, model = _to_device(device, x, covariates, model)
     result = backend.fit(model, x, covariates, **options)
+    if device.type != "cpu":
+        result, x = _fit_to_cpu(result), x.cpu()
+        result.options["device"] = str(device)
     result.data = x
     if covariates and not result.covariates:
         result.covariates = covariates
+    return result
+
+
+GRADIENT_METHODS = ("mle", "svi", "map", "adversarial")
+
+
+def _device_for(method: str, device: Any) -> torch.device:
+    from ppgen.distributed import resolve_device
+
+    if device is None:
+        return torch.device("cpu")
+    if method not in GRADIENT_METHODS and str(device).strip().lower() in ("cpu", "auto"):
+        return torch.device("cpu")
+    resolved = resolve_device(device)
+    if resolved.type != "cpu" and method not in GRADIENT_METHODS:
+        raise OptionError(
+            f"Expected device='cpu' for method={method!r}, but got {device!r}; devices apply to the "
+            f"gradient methods {list(GRADIENT_METHODS)}."
+        )
+    return resolved
+
+
+def _to_device(device: torch.device, x: torch.Tensor, covariates: dict, model):
+    moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in covariates.items()}
+    return x.to(device), moved, model.to(device)
+
+
+def _fit_to_cpu(result: Fit) -> Fit:
+    """Bring a fit trained on an accelerator back to the CPU (to score, save, load anywhere)."""
+
+    def cpu(value):
+        if isinstance(value, torch.Tensor):
+            return value.cpu()
+        if isinstance(value, dict):
+            return {k: cpu(v) for k, v in value.items()}
+        return value
+
+    result.model = result.model.to("cpu")
+    for name in ("guide", "critic"):
+        part = getattr(result, name)
+        if isinstance(part, torch.nn.Module):
+            setattr(result, name, part.to("cpu"))
+    result.params = cpu(result.params)
+    result.draws = cpu(result.draws) if result.draws is not None else None
+    result.covariates = cpu(result.covariates)
     return result
 
 

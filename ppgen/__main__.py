@@ -1,0 +1,7 @@
+"""``python -m ppgen`` runs the ``ppgen`` command."""
+
+import sys
+
+from ppgen.cli import main
+
+sys.exit(main())
