@@ -77,6 +77,6 @@ class Exact:
             n_train=x.shape[0],
         )
         by_chain = {k: v.unsqueeze(0) for k, v in draws.items()}
-        fit.posterior = inference_data(model, x, by_chain, max_draws_for_loglik=1000)
+        fit.posterior = inference_data(model, x, by_chain, max_draws_for_loglik=500)
         fit.elapsed = time.perf_counter() - start
         return fit

@@ -160,7 +160,11 @@ class SVI:
             cls = {"delta": autoguides.AutoDelta, "normal": autoguides.AutoNormal}.get(
                 guide_name, autoguides.AutoMultivariateNormal
             )
-            kwargs = {"init_scale": options["init_scale"]} if "init_scale" in options else {}
+            # Start at the prior median (Pyro's AutoNormal default starts at 0 in the
+            # unconstrained space, which for a prior centred far away costs thousands of steps).
+            kwargs = {"init_loc_fn": autoguides.init_to_median(num_samples=15)}
+            if "init_scale" in options:
+                kwargs["init_scale"] = options["init_scale"]
             auto = cls(blocked, **kwargs)
             auto = auto.to(x.dtype)
 
