@@ -9,6 +9,7 @@ EM never decreases the log-likelihood, so a decrease beyond round-off is a bug a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -26,6 +27,10 @@ __all__ = ["EM", "EMDecreaseError"]
 class EMDecreaseError(PpgenError, ArithmeticError):
     """The log-likelihood went down during EM by more than round-off: an E/M-step is wrong."""
 
+
+#: Below this many data values the loop runs on one thread: thread hand-off costs more than
+#: the work (and on a loaded machine spinning threads make it tens of times slower).
+_SMALL = 1 << 18
 
 #: A decrease of the mean log-likelihood larger than this (relative to 1 + |loglik|) raises.
 _ROUNDOFF = {torch.float64: 1e-9, torch.float32: 1e-4}
@@ -93,12 +98,13 @@ class EM:
 
         start = time.perf_counter()
         best = None
-        for restart in range(n_init):
-            if init != "given":
-                model.initialize(x, init=init, seed=seed + restart)
-            history, converged = self._run(model, x, max_iter, tol, progress, restart, n_init)
-            if best is None or history[-1] > best[1][-1]:
-                best = (model.point_estimates(), history, converged, restart)
+        with _threads_for(x):
+            for restart in range(n_init):
+                if init != "given":
+                    model.initialize(x, init=init, seed=seed + restart)
+                history, converged = self._run(model, x, max_iter, tol, progress, restart, n_init)
+                if best is None or history[-1] > best[1][-1]:
+                    best = (model.point_estimates(), history, converged, restart)
         params, history, converged, restart = best
         model.set_params(**params)
         if not converged:
@@ -146,6 +152,20 @@ class EM:
             history.append(_mean(loglik, len(history)))
             _check_increase(history, slack)
         return history, converged
+
+
+@contextlib.contextmanager
+def _threads_for(x: torch.Tensor):
+    """Run small CPU problems single-threaded; restore the thread count afterwards."""
+    if x.device.type != "cpu" or x.numel() >= _SMALL:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _mean(loglik: torch.Tensor, step: int) -> float:

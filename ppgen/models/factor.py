@@ -222,7 +222,7 @@ def _ppca_mle(x: torch.Tensor, q: int) -> dict[str, torch.Tensor]:
     eigvals, eigvecs = torch.linalg.eigh(xs.T @ xs / n)  # ascending
     eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)
     sigma2 = eigvals[q:].mean()
-    if not sigma2 > 0:
+    if not sigma2 > 10 * d * torch.finfo(x.dtype).eps * eigvals[0]:  # zero up to round-off
         raise DataError(
             f"Expected data with variance outside the top {q} principal directions, but the remaining "
             "eigenvalues are zero; use fewer components."

@@ -508,6 +508,7 @@ class _OrderedFirstColumn(constraints.Constraint):
 
 
 @torch.distributions.constraint_registry.biject_to.register(_OrderedFirstColumn)
+@torch.distributions.constraint_registry.transform_to.register(_OrderedFirstColumn)
 def _ordered_bijection(constraint: _OrderedFirstColumn):
     return ComposeTransform(
         [dist.transforms.OrderedTransform(), ReshapeTransform((constraint.k,), (constraint.k, 1))]
