@@ -325,7 +325,10 @@ class CharRNN(_Autoregressive):
         tokens = x.long()  # (N, T)
         start = torch.full_like(tokens[:, :1], self.vocab)
         h, _ = self.rnn(self.embed(torch.cat([start, tokens[:, :-1]], 1)))  # (N, T, H)
-        return self.head(h)  # (N, T, V)
+        logits = self.head(h)  # (N, T, V)
+        last = torch.zeros_like(logits[0, 0])
+        last[1:] = -math.inf  # the last slot can only end the word
+        return torch.cat([logits[:, :-1], logits[:, -1:] + last], 1)
 
     def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
         tokens = x.long()
