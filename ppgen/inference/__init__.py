@@ -1,6 +1,7 @@
 """Inference backends: one class per method, each with ``check(model)`` (fails fast with
 :class:`~ppgen.errors.MethodError`) and ``fit(model, x, covariates, **options) -> Fit``."""
 
+from ppgen.inference.adversarial import Adversarial
 from ppgen.inference.em import EM
 from ppgen.inference.exact import Exact
 from ppgen.inference.mcmc import MCMCBackend
@@ -13,6 +14,7 @@ BACKENDS = {
     "svi": SVI(),
     "map": MAP(),
     "mcmc": MCMCBackend(),
+    "adversarial": Adversarial(),
 }
 
-__all__ = ["BACKENDS", "Exact", "EM", "MLE", "SVI", "MAP", "MCMCBackend"]
+__all__ = ["BACKENDS", "Exact", "EM", "MLE", "SVI", "MAP", "MCMCBackend", "Adversarial"]

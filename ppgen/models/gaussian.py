@@ -87,6 +87,14 @@ class Gaussian(GenerativeModel):
             return self.loc + eps @ self.scale_tril.T
 
     @pyro_method
+    def rsample(self, n: int) -> torch.Tensor:
+        """Differentiable draws ``loc + L eps`` (gradients reach loc and L; adversarial fits)."""
+        eps = torch.randn(int(n), self.dim, dtype=self.loc.dtype, device=self.loc.device)
+        if self.covariance == "diag":
+            return self.loc + eps * self.scale
+        return self.loc + eps @ self.scale_tril.T
+
+    @pyro_method
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         self._check_dim(x)
         return self._distribution().log_prob(x)
