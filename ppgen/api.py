@@ -121,13 +121,12 @@ def _device_for(method: str, device: Any) -> torch.device:
         return torch.device("cpu")
     if method not in GRADIENT_METHODS and str(device).strip().lower() in ("cpu", "auto"):
         return torch.device("cpu")
-    resolved = resolve_device(device)
-    if resolved.type != "cpu" and method not in GRADIENT_METHODS:
+    if method not in GRADIENT_METHODS:
         raise OptionError(
             f"Expected device='cpu' for method={method!r}, but got {device!r}; devices apply to the "
             f"gradient methods {list(GRADIENT_METHODS)}."
         )
-    return resolved
+    return resolve_device(device)
 
 
 def _to_device(device: torch.device, x: torch.Tensor, covariates: dict, model):

@@ -4,6 +4,7 @@ methods to sample, score, summarise and save the fitted model."""
 from __future__ import annotations
 
 import math
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,8 +140,21 @@ class Fit:
         return table
 
     # --------------------------------------------------------------- save/load
-    def save(self, path: str | Path) -> Path:
-        """Write the fit to ``path`` (torch serialisation); :func:`ppgen.load` reads it back."""
+    def save(self, path: str | Path, *, posterior_netcdf: bool = False) -> Path:
+        """Write the fit to ``path``; :func:`ppgen.load` reads it back.
+
+        The file (torch serialisation, pickled with ``cloudpickle`` when installed so models
+        with lambda priors save too) records the ppgen, torch, pyro and python versions. It
+        is written to a temporary file and renamed, so an interrupted save never leaves a
+        truncated fit behind.
+
+        Arguments:
+            path: the file to write (conventionally ``*.pt``).
+            posterior_netcdf: also write the ArviZ posterior to ``<path>.nc`` with
+                ``InferenceData.to_netcdf`` (needs the ``h5netcdf`` engine; without it a
+                warning says so and only the pickle is written). The posterior is always
+                kept inside the pickle as well.
+        """
         path = Path(path)
         payload = {
             "format": FILE_FORMAT,
@@ -148,16 +162,38 @@ class Fit:
             "versions": _versions(),
             "fit": self,
         }
+        pickler = _pickle_module()
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
-            torch.save(payload, path)
-        except (AttributeError, TypeError, Exception) as err:  # pickling a local function, lambda, ...
-            if isinstance(err, OSError):
-                raise
+            torch.save(payload, partial, pickle_module=pickler)
+            os.replace(partial, path)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            raise
+        except Exception as err:  # pickling a local function, lambda, open handle, ...
+            partial.unlink(missing_ok=True)
             raise FitFileError(
                 f"Expected a fit whose model can be pickled, but saving failed ({err}); define the "
                 "model at module level (not a lambda or local function) to save it."
             ) from err
+        if posterior_netcdf and self.posterior is not None:
+            self._save_netcdf(path.with_name(path.name + ".nc"))
         return path
+
+    def _save_netcdf(self, target: Path) -> Path | None:
+        import importlib.util
+        import warnings
+
+        if importlib.util.find_spec("h5netcdf") is None:
+            warnings.warn(
+                f"Posterior not written to {str(target)!r}: netCDF needs the h5netcdf package "
+                "(pip install h5netcdf); it is still saved inside the fit file.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return None
+        self.posterior.to_netcdf(str(target), engine="h5netcdf")
+        return target
 
     def __repr__(self) -> str:
         kind = "posterior" if self.is_bayesian else "point estimate"
@@ -182,18 +218,29 @@ class Fit:
 
 
 def load(path: str | Path) -> Fit:
-    """Read a fit written by :meth:`Fit.save`; refuses foreign or corrupt files."""
+    """Read a fit written by :meth:`Fit.save`; refuses foreign or corrupt files.
+
+    Loading unpickles Python objects: only load fit files you trust.
+
+    Raises:
+        FitFileError: the file is missing, not a file, truncated or corrupt, not a ppgen
+            fit, or written by a newer ppgen file version.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FitFileError(f"Expected a saved fit file, but {str(path)!r} does not exist.")
+    if not path.is_file():
+        raise FitFileError(f"Expected a saved fit file, but {str(path)!r} is not a file.")
     try:
         payload = torch.load(path, weights_only=False)
     except Exception as err:  # every unpickling failure means "not a fit file"
-        reason = type(err).__name__
+        detail = " ".join(str(err).split())[:120]
+        reason = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
         raise FitFileError(
-            f"Expected a file written by Fit.save, but {str(path)!r} could not be read ({reason})."
+            f"Expected a file written by Fit.save, but {str(path)!r} could not be read ({reason}); "
+            "it is truncated, corrupt or not a torch file."
         ) from err
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT or "fit" not in payload:
         raise FitFileError(f"Expected a ppgen fit file, but {str(path)!r} holds something else.")
     if payload.get("version", 0) > FILE_VERSION:
         raise FitFileError(
@@ -204,6 +251,17 @@ def load(path: str | Path) -> Fit:
         raise FitFileError(f"Expected a Fit inside {str(path)!r}, but got {type(fit).__name__}.")
     fit.extras["versions"] = payload.get("versions", {})
     return fit
+
+
+def _pickle_module():
+    """``cloudpickle`` (pickles lambdas and closures, e.g. conjugate priors) or ``pickle``."""
+    try:
+        import cloudpickle
+    except ImportError:
+        import pickle
+
+        return pickle
+    return cloudpickle
 
 
 def _versions() -> dict[str, str]:
