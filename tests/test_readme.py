@@ -1,0 +1,31 @@
+"""The README's code blocks run as written (marked blocks only)."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _block(marker: str) -> str:
+    text = README.read_text()
+    match = re.search(rf"<!-- {marker}[^>]*-->\s*```python\n(.*?)```", text, re.S)
+    assert match, f"README block {marker!r} not found"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("marker", ["readme-tour", "readme-story"])
+def test_readme_block_runs(marker, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(_block(marker), f"README:{marker}", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert out.strip()
+    if marker == "readme-tour":
+        table = namespace["ppgen"].compare(
+            [namespace["mle"], namespace["nuts"], namespace["exact"]], namespace["test"]
+        )
+        # the three fits agree on the held-out log-likelihood to within 0.05 nats per point
+        assert table["test_loglik"].max() - table["test_loglik"].min() < 0.05
+        assert (tmp_path / "nuts.pt").exists()
