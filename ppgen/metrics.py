@@ -10,6 +10,9 @@ import torch
 __all__ = [
     "heldout_nll",
     "bits_per_dim",
+    "log_mean_exp",
+    "iwae_bound",
+    "importance_ess",
     "mode_coverage",
     "mmd",
     "energy_distance",
@@ -29,6 +32,36 @@ def heldout_nll(log_prob: torch.Tensor) -> float:
 def bits_per_dim(log_prob: torch.Tensor, dim: int) -> float:
     """``-mean log p(x) / (D ln 2)``: the NLL in bits per dimension."""
     return float(-log_prob.mean() / (dim * math.log(2.0)))
+
+
+def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """``log (1/K) Σ_k exp(v_k)`` along ``dim``, computed stably by log-sum-exp."""
+    return torch.logsumexp(values, dim) - math.log(values.shape[dim])
+
+
+def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:
+    """Importance-weighted bound per example from log-weights ``log p(x, z_k) − log q(z_k|x)``.
+
+    ``IWAE_K(x) = log (1/K) Σ_k w_k`` for ``log_weights`` of shape ``(K, N)``; ``K = 1`` gives the
+    ELBO, and ``E[IWAE_K] ↑ log p(x)`` as ``K`` grows (Burda et al. 2015).
+    """
+    if log_weights.ndim != 2:
+        from ppgen.errors import DataError
+
+        raise DataError(
+            f"Expected log_weights of shape (K, N), but got {tuple(log_weights.shape)}; stack the K draws."
+        )
+    return log_mean_exp(log_weights, 0)
+
+
+def importance_ess(log_weights: torch.Tensor) -> torch.Tensor:
+    """Effective sample size ``(Σ w)² / Σ w²`` of importance weights, per column of ``(K, N)``.
+
+    Near ``K``: the proposal matches the posterior; near 1: one draw dominates and an
+    importance-sampled likelihood estimate is unreliable (raise K or improve q).
+    """
+    normalised = torch.softmax(log_weights, 0)
+    return 1.0 / (normalised**2).sum(0)
 
 
 # ---------------------------------------------------------------- sample-based
