@@ -108,7 +108,7 @@ class KDE(GenerativeModel):
         >>> import ppgen
         >>> fit = ppgen.fit(KDE(bandwidth="silverman"), ppgen.data.load("toy11"), method="exact")
         >>> round(float(fit.params["bandwidth"]), 3)
-        0.797
+        0.967
     """
 
     has_local_latents = True
