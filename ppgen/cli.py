@@ -318,7 +318,7 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.fast:
         env["PPGEN_FAST"] = "1"
-    print(f"running {chosen[0]}", file=sys.stderr)
+    print(f"running {chosen[0]}", flush=True)
     code = subprocess.call([sys.executable, str(chosen[0])], env=env)
     if code != 0:
         raise OptionError(f"Expected tutorial {chosen[0].name} to finish, but it exited with status {code}.")
