@@ -73,7 +73,11 @@ class Mixture(GenerativeModel):
     def _component(self, params: dict, z: torch.Tensor) -> dist.Distribution:
         raise NotImplementedError
 
-    def _component_log_prob(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+    def _prepare(self, params: dict, x: torch.Tensor) -> dict:
+        """Quantities derived from the parameters once per pass (e.g. precision factors)."""
+        return params
+
+    def _component_log_prob(self, x: torch.Tensor, prepared: dict) -> torch.Tensor:
         """``log p(x_i | z=k)`` for one block of rows, shape ``(c, K)``."""
         raise NotImplementedError
 
@@ -133,8 +137,9 @@ class Mixture(GenerativeModel):
         """Yield ``log pi_k + log p(x_i | z=k)`` block by block, shape ``(c, K)``."""
         pi, params = self._params(x)
         log_pi = torch.log(pi)
+        prepared = self._prepare(params, x)
         for start in range(0, x.shape[0], self.chunk_size):
-            yield log_pi + self._component_log_prob(x[start : start + self.chunk_size], params)
+            yield self._component_log_prob(x[start : start + self.chunk_size], prepared) + log_pi
 
     @pyro_method
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,12 +151,22 @@ class Mixture(GenerativeModel):
     def e_step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Responsibilities ``r_ik = pi_k p(x_i|k) / sum_j pi_j p(x_i|j)`` (N, K) and ``log p(x_i)`` (N,)."""
         x = self._check(x, build=True)
-        resp, loglik = [], []
-        for block in self._log_joint_blocks(x):
-            norm = torch.logsumexp(block, 1)
-            resp.append(torch.exp(block - norm[:, None]))
-            loglik.append(norm)
-        return torch.cat(resp), torch.cat(loglik)
+        if torch.is_grad_enabled():
+            blocks = list(self._log_joint_blocks(x))
+            norm = torch.cat([torch.logsumexp(b, 1) for b in blocks])
+            return torch.exp(torch.cat(blocks) - norm[:, None]), norm
+        resp = torch.empty(x.shape[0], self.n_components, dtype=x.dtype, device=x.device)
+        loglik = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+        start = 0
+        for block in self._log_joint_blocks(x):  # in place, block by block: stays in cache
+            top = block.max(1, keepdim=True).values  # (c, 1)
+            block.sub_(top).exp_()
+            total = block.sum(1, keepdim=True)
+            stop = start + block.shape[0]
+            torch.div(block, total, out=resp[start:stop])
+            loglik[start:stop] = (top + total.log()).squeeze(1)
+            start = stop
+        return resp, loglik
 
     def responsibilities(self, x) -> torch.Tensor:
         """Posterior ``p(z=k | x_i)`` for every row, shape ``(N, K)``; rows sum to one."""
@@ -286,19 +301,30 @@ class GaussianMixture(Mixture):
         scale = scale if self.covariance == "diag" else scale.unsqueeze(-1).expand_as(mu)
         return dist.Normal(mu, scale).to_event(1)
 
-    def _component_log_prob(self, x, params):
+    def _prepare(self, params, x):
         mu, d = params["mu"], self.dim  # (K, d)
         const = -0.5 * d * math.log(2 * math.pi)
+        if self.covariance not in ("full", "tied"):
+            return {**params, "const": const}
+        tril = params["scale_tril"].expand(self.n_components, d, d)
+        # y = (x - mu_k) L_k^{-T} for all k in one matrix product: x @ wide - shift.
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        prec = torch.linalg.solve_triangular(tril, eye, upper=False).transpose(-1, -2)  # (K, d, d)
+        log_det = torch.log(torch.diagonal(tril, dim1=-2, dim2=-1)).sum(-1)  # (K,)
+        return {
+            "wide": prec.permute(1, 0, 2).reshape(d, -1),  # (d, K*d)
+            "shift": torch.einsum("ki,kij->kj", mu, prec).reshape(-1),  # (K*d,)
+            "offset": const - log_det,  # (K,)
+        }
+
+    def _component_log_prob(self, x, params):
+        mu, d, const = params.get("mu"), self.dim, params.get("const")
         if self.covariance in ("full", "tied"):
-            tril = params["scale_tril"].expand(self.n_components, d, d)
-            # y = (x - mu_k) L_k^{-T}: one matrix product for all components at once.
-            eye = torch.eye(d, dtype=x.dtype, device=x.device)
-            prec = torch.linalg.solve_triangular(tril, eye, upper=False).transpose(-1, -2)  # (K, d, d)
-            wide = prec.permute(1, 0, 2).reshape(d, -1)  # (d, K*d)
-            shift = torch.einsum("ki,kij->kj", mu, prec).reshape(-1)  # (K*d,)
-            y = (x @ wide - shift).reshape(x.shape[0], self.n_components, d)  # (c, K, d)
-            log_det = torch.log(torch.diagonal(tril, dim1=-2, dim2=-1)).sum(-1)  # (K,)
-            return const - log_det - 0.5 * (y * y).sum(-1)
+            y = torch.addmm(-params["shift"], x, params["wide"])  # (c, K*d)
+            if torch.is_grad_enabled():
+                return params["offset"] - 0.5 * (y * y).reshape(x.shape[0], self.n_components, d).sum(-1)
+            maha = y.square_().reshape(x.shape[0], self.n_components, d).sum(-1)  # (c, K)
+            return maha.mul_(-0.5).add_(params["offset"])
         scale = params["scale"]
         if self.covariance == "diag":
             precision = scale.pow(-2)  # (K, d)
@@ -316,7 +342,8 @@ class GaussianMixture(Mixture):
         k, d, n = self.n_components, self.dim, x.shape[0]
         sum_rx = resp.T @ x  # (K, d)
         mu = sum_rx / nk[:, None]
-        # Second moments about the data mean (less cancellation than raw moments), in blocks.
+        # Second moments about the data mean (less cancellation than raw moments), in blocks
+        # small enough to stay in cache.
         xbar = sum_rx.sum(0) / resp.sum()
         delta = mu - xbar  # (K, d)
         reg = self.reg_covar
@@ -339,7 +366,8 @@ class GaussianMixture(Mixture):
             for start in range(0, n, self.chunk_size):
                 xs = x[start : start + self.chunk_size] - xbar  # (c, d)
                 r = resp[start : start + self.chunk_size]  # (c, K)
-                scatter += (r[:, :, None] * xs[:, None, :]).reshape(xs.shape[0], k * d).T @ xs
+                # sum_i r_ik xs_i xs_iᵀ for every k at once: one (K*d, c) x (c, d) product.
+                scatter.addmm_((r[:, :, None] * xs[:, None, :]).reshape(xs.shape[0], k * d).T, xs)
             cov = scatter.reshape(k, d, d) / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
         cov = 0.5 * (cov + cov.transpose(-1, -2)) + reg * torch.eye(d, dtype=x.dtype, device=x.device)
         tril, info = torch.linalg.cholesky_ex(cov)
