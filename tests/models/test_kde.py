@@ -159,11 +159,11 @@ def test_story_marginal_equals_log_prob_and_samples_have_the_kernel_spread():
         kde = KDE(0.3, kernel=kernel)
         kde.fit_exact(x)
         pyro.set_rng_seed(1)
-        s = kde.sample(40000)
+        s = kde.sample(20000)
         var = float(x.var(0, unbiased=False)) + extra  # mixture variance: data spread + kernel
-        assert abs(float(s.mean()) - float(x.mean())) < 4 * math.sqrt(var / 40000)
+        assert abs(float(s.mean()) - float(x.mean())) < 4 * math.sqrt(var / 20000)
         # sd of the sample variance ≈ sqrt((m4 − σ⁴)/N); bound m4 by 3 σ⁴ · 2 for this bimodal set.
-        assert abs(float(s.var()) - var) < 4 * math.sqrt(5 * var**2 / 40000)
+        assert abs(float(s.var()) - var) < 4 * math.sqrt(5 * var**2 / 20000)
 
 
 def test_float32_fit_and_save_load(tmp_path):
