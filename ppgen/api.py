@@ -84,6 +84,7 @@ def fit(
         usable = applicable_methods(model)
         raise MethodError(f"{err} Methods that apply to this model: {usable}.") from None
     device = _device_for(method, options.pop("device", None))
+    _check_data_parallel(method, backend)
     x, covariates = as_data(data, dtype=dtype)
     if dtype is None and model.is_bayesian and not list(model.parameters()):
         # A Bayesian story computes in its priors' dtype; float64 priors give float64 fits.
@@ -112,6 +113,21 @@ def fit(
 
 
 GRADIENT_METHODS = ("mle", "svi", "map", "adversarial")
+#: Methods whose training loop averages gradients over torch.distributed ranks; a backend
+#: joins by setting ``data_parallel = True``.
+DATA_PARALLEL_METHODS = ("mle", "svi", "map")
+
+
+def _check_data_parallel(method: str, backend: Any) -> None:
+    from ppgen import distributed
+
+    if not distributed.is_distributed() or method not in GRADIENT_METHODS:
+        return  # closed-form / EM / MCMC fits simply run the same full-data fit on every rank
+    if method not in DATA_PARALLEL_METHODS and not getattr(backend, "data_parallel", False):
+        raise OptionError(
+            f"Expected a data-parallel method {list(DATA_PARALLEL_METHODS)} under torch.distributed, but "
+            f"method={method!r} does not average gradients over processes yet; run it in one process."
+        )
 
 
 def _device_for(method: str, device: Any) -> torch.device:
