@@ -183,15 +183,26 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+
+    from ppgen import distributed, registry
+
+    spec = registry.get(args.model)
+    options = registry.parse_options(args.option)
+    started = distributed.init()  # under torchrun: join the process group (gloo on CPU, nccl on GPU)
+    try:
+        return _fit(args, spec, options)
+    finally:
+        if started:
+            distributed.shutdown()
+
+
+def _fit(args: argparse.Namespace, spec, options: dict[str, Any]) -> int:
     import torch
 
     import ppgen
     from ppgen import distributed, registry
     from ppgen.errors import OptionError
 
-    spec = registry.get(args.model)
-    options = registry.parse_options(args.option)
-    distributed.init()
     x = load_data(args.data, args.split)
     model, fit_options = registry.build(spec.name, x, options)
     if args.device:
