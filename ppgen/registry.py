@@ -42,6 +42,10 @@ def _is_binary(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
+def _likelihood(x: torch.Tensor) -> str:
+    return "bernoulli" if _is_binary(x) else "gaussian"
+
+
 def _latent(x: torch.Tensor) -> int:
     return max(1, x.shape[-1] // 2)
 
@@ -107,31 +111,31 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "fa",
             "ppgen.models.factor:FactorAnalysis",
-            "factor analysis (latent_dim = D // 2)",
+            "factor analysis (n_factors = D // 2)",
             "em",
-            lambda x: {"latent_dim": _latent(x), "n_factors": _latent(x)},
+            lambda x: {"n_factors": _latent(x)},
         ),
         ModelSpec(
             "ppca",
             "ppgen.models.factor:PPCA",
-            "probabilistic PCA (latent_dim = D // 2)",
+            "probabilistic PCA (n_components = D // 2)",
             "exact",
-            lambda x: {"latent_dim": _latent(x), "n_factors": _latent(x)},
+            lambda x: {"n_components": _latent(x)},
         ),
         ModelSpec(
             "made",
             "ppgen.models.autoregressive:MADE",
             "masked autoregressive network (Bernoulli on binary data, else Gaussian)",
             "mle",
-            lambda x: {"likelihood": "bernoulli" if _is_binary(x) else "gaussian"},
+            lambda x: {"likelihood": _likelihood(x)},
         ),
         ModelSpec("flow", "ppgen.models.flow:Flow", "normalizing flow", "mle"),
         ModelSpec(
             "vae",
             "ppgen.models.vae:VAE",
-            "variational autoencoder (latent_dim=2)",
+            "variational autoencoder (latent_dim=2; Bernoulli on binary data, else Gaussian)",
             "svi",
-            lambda x: {"latent_dim": 2},
+            lambda x: {"latent_dim": 2, "likelihood": _likelihood(x)},
         ),
         ModelSpec(
             "gan",

@@ -236,3 +236,31 @@ def test_console_entry_point_never_shows_a_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().startswith("ppgen: error:") and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _data_for(name):
+    g = torch.Generator().manual_seed(0)
+    if name in ("bmm", "beta_bernoulli"):
+        return (torch.rand(40, 6, generator=g) > 0.5).double()
+    if name == "gamma_poisson":
+        return torch.poisson(torch.full((40, 2), 3.0), generator=g).double()
+    if name == "dirichlet_categorical":
+        return torch.randint(0, 4, (40, 1), generator=g).double()
+    if name == "normal_inverse_gamma":
+        return torch.randn(40, 1, generator=g, dtype=torch.float64)
+    return torch.randn(40, 4, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_available_model_builds_from_the_data_shape(name):
+    ok, reason = registry.available(name)
+    if not ok:
+        assert "cannot be imported" in reason or "defines no" in reason
+        pytest.skip(f"{name} has not landed yet")
+    x = _data_for(name)
+    model, rest = registry.build(name, x, {"num_steps": 5})
+    assert rest == {"num_steps": 5}  # no constructor takes num_steps: it is a fit option
+    for attr in ("dim", "data_dim"):
+        if isinstance(getattr(model, attr, None), int):
+            assert getattr(model, attr) == x.shape[1], attr
+    assert registry.get(name).default_method in ppgen.applicable_methods(model)
