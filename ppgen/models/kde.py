@@ -35,7 +35,7 @@ BANDWIDTH_RULES = ("scott", "silverman", "cv")
 COVARIANCES = ("identity", "diag", "full")
 MAX_ELEMENTS = 2**22  # kernel values held at once (32 MiB in float64)
 SPEED_BLOCK = 2**16  # kernel values per block for speed (fits in cache)
-_TINY_LOG = math.log(1e-280)  # below this a plain sum of exponentials may have lost digits
+_HEADROOM = 60.0  # rows whose kernel sum is below tiny·e^60 are redone in log space
 
 
 def _log_norm(kernel: str, d: int) -> float:
@@ -301,18 +301,21 @@ def _chunked_logsumexp(a: torch.Tensor, b: torch.Tensor, kernel: str, max_elemen
     cols = min(n, block)
     rows = max(1, block // cols)
     out = torch.empty(m, dtype=a.dtype, device=a.device)
+    # exp below log(tiny) gives subnormals (slow, inexact): clamp there. Each clamped term adds
+    # at most e²·tiny, negligible next to any sum above tiny·e^60; smaller sums are redone exactly.
+    floor = math.log(torch.finfo(a.dtype).tiny) + 2.0
     for start in tqdm(range(0, m, rows), desc="kde log_prob", leave=False, disable=m * n < 5e8):
         stop = min(start + rows, m)
         total = torch.zeros(stop - start, dtype=a.dtype, device=a.device)
         for col in range(0, n, cols):
             q = a_aug[start:stop] @ b_aug[:, col : col + cols]  # (r, c) = −|a − b|²/2
             if kernel == "gaussian":
-                total += q.clamp_(max=0).exp_().sum(1)
+                total += q.clamp_(min=floor, max=0).exp_().sum(1)
             else:
                 total += q.mul_(2).add_(1).clamp_(min=0).sum(1)  # (1 − |u|²)₊
         out[start:stop] = total.log()
     if kernel == "gaussian":
-        far = (out < _TINY_LOG).nonzero().flatten()
+        far = (out < floor + _HEADROOM).nonzero().flatten()
         if far.numel():
             out[far] = _shifted_logsumexp(a_aug[far], b_aug, cols)
     return out
