@@ -145,6 +145,12 @@ def test_far_points_fall_back_to_the_shifted_sum_and_match_scipy():
     ref = gaussian_kde(x.numpy().T).logpdf(far.numpy().T)
     assert ref[0] < -700  # beyond float64's exp range: a naive sum would give -inf
     assert_close(fit.log_prob(far), ref, atol=1e-10, rtol=1e-13)
+    # float32 underflows already near exp(-87): a point ~300 nats out must still be finite and right.
+    mid = torch.tensor([[9.0, 3.0, 1.0]], dtype=torch.float64)
+    fit32 = ppgen.fit(KDE("scott", covariance="full"), x.float(), method="exact")
+    ref_mid = gaussian_kde(x.numpy().T).logpdf(mid.numpy().T)
+    assert ref_mid[0] < -100
+    assert_close(fit32.log_prob(mid.float()), ref_mid, atol=0, rtol=1e-5)  # float32 rounding
 
 
 def test_story_marginal_equals_log_prob_and_samples_have_the_kernel_spread():
