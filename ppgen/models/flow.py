@@ -58,6 +58,9 @@ class Flow(GenerativeModel):
         count_bins, bound: spline knots and the box ``[-bound, bound]`` outside which a spline
             layer is the identity.
 
+    Each conditioner's output layer starts at zero, so the flow starts close to the identity
+    (exactly so for affine layers) and ``p(x)`` close to ``N(0, I)``: standardise the data.
+
     For ``"maf"`` / ``"nsf"`` the density direction is the parallel one (one pass for
     ``log_prob``) and ``sample`` takes ``dim`` passes per layer.
 
@@ -100,6 +103,8 @@ class Flow(GenerativeModel):
             self.layers = nn.ModuleList(
                 build(dim, list(hidden), count_bins, bound) for _ in range(num_layers)
             )
+            for layer in self.layers:
+                _zero_last_linear(layer)
             perms = [
                 torch.randperm(dim) if dim > 2 else torch.arange(dim).flip(0) for _ in range(num_layers - 1)
             ]
@@ -169,3 +174,19 @@ class Flow(GenerativeModel):
             raise DataError(f"Expected x of shape (N, {self.dim}), but got {tuple(x.shape)}.")
         if not torch.isfinite(x).all():
             raise DataError("Expected finite x, but got NaN or inf; drop or impute those rows first.")
+
+
+def _zero_last_linear(layer: nn.Module) -> None:
+    """Start a layer near the identity: zero the conditioner's output layer (as in Glow / NSF).
+
+    A randomly initialised output layer gives spline bins of very unequal widths — density
+    spikes that training must first undo.
+    """
+    linears = [m for m in layer.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        if linears:
+            linears[-1].weight.zero_()
+            linears[-1].bias.zero_()
+        for name, param in layer.named_parameters():
+            if "unnormalized_" in name:  # free spline parameters (element-wise splines)
+                param.zero_()
