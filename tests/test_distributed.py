@@ -57,6 +57,9 @@ def _worker(rank, world, init_file, out_dir):
     )
     try:
         results = {name: _run(name) for name in ("mle", "map")}
+        x, _ = _problems()
+        full, mini = Minibatches(x, {}, None, 0).next(), Minibatches(x, {}, 10, 0).next()
+        results["batches"] = (full[0].clone(), full[2], mini[0].shape[0], mini[2])
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         distributed.shutdown()
@@ -73,8 +76,13 @@ def test_two_process_training_equals_single_process(tmp_path):
             assert_close(got_history, history, atol=1e-9, rtol=1e-9, msg=f"{name} loss history")
             for key, value in params.items():
                 assert_close(got_params[key], value, atol=1e-9, rtol=1e-9, msg=f"{name} {key}")
-    # and the run really moved: the MLE approaches the closed form
+    # each rank kept its contiguous shard; scale = world * n_shard / batch
     x, _ = _problems()
+    for rank, (rows, sizes) in enumerate([(x[:51], 51), (x[51:], 50)]):
+        shard, scale_full, batch, scale_mini = ranks[rank]["batches"]
+        assert torch.equal(shard, rows) and scale_full == 2.0
+        assert batch == 10 and scale_mini == pytest.approx(2 * sizes / 10)
+    # and the run really moved: the MLE approaches the closed form
     assert float((ranks[0]["mle"][0]["loc"] - x.mean(0)).abs().max()) < float((x.mean(0)).abs().max())
 
 
