@@ -54,7 +54,9 @@ class MLE:
                 f"Expected a model without priors for method='mle', but {type(model).__name__} has priors "
                 f"on {model.prior_names}; use method='map', 'svi' or 'mcmc'."
             )
-        if getattr(model, "has_local_latents", False) and "log_prob" not in model.capabilities:
+        # A model whose log_prob is a Monte Carlo estimate (VAE: IWAE) is not fitted through it.
+        estimate = getattr(model, "log_prob_is_estimate", False)
+        if getattr(model, "has_local_latents", False) and ("log_prob" not in model.capabilities or estimate):
             raise MethodError(
                 f"Expected a model without local latents for method='mle', but {type(model).__name__} has "
                 "them; use method='svi' (ELBO) or 'em'."

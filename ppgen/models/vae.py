@@ -64,6 +64,8 @@ class VAE(GenerativeModel):
     """
 
     has_local_latents = True
+    #: ``log_prob`` is an importance-sampled estimate: fit by ``method="svi"``, not ``"mle"``.
+    log_prob_is_estimate = True
 
     def __init__(
         self,

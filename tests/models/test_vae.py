@@ -192,3 +192,12 @@ def test_non_finite_loss_stops_with_a_message():
     x = torch.full((8, 3), 1e200)
     with pytest.raises(NonFiniteLossError, match="finite"):
         ppgen.fit(VAE(3, 1, likelihood="gaussian", hidden=(4,)), x, method="svi", num_steps=5, progress=False)
+
+
+def test_mle_is_refused_with_a_pointer_to_svi():
+    # log_prob is an IWAE estimate (no gradient path); method="mle" must say to use "svi".
+    from ppgen.errors import MethodError
+
+    x = torch.bernoulli(torch.full((20, 6), 0.4))
+    with pytest.raises(MethodError, match="svi"):
+        ppgen.fit(VAE(6, 2, hidden=(8,)), x, method="mle", num_steps=2, progress=False)
