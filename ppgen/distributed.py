@@ -20,7 +20,8 @@ gradients and the loss over ranks after ``backward()``. With full-batch training
 average of the shard gradients *is* the full-batch gradient, so a run on ``W`` processes
 follows the single-process run step for step (up to float summation order).
 ``batch_size`` is per process. Parameters are broadcast from rank 0 before the first step.
-The process group uses ``gloo`` on CPU and ``nccl`` when CUDA is available.
+The process group uses ``gloo`` for CPU tensors and, where CUDA is available, ``nccl``
+for GPU tensors (``"cpu:gloo,cuda:nccl"``).
 """
 
 from __future__ import annotations
@@ -96,9 +97,10 @@ def init(backend: str | None = None) -> bool:
         return False
     if not dist.is_available():
         raise OptionError("Expected a torch build with torch.distributed, but it is not available.")
-    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    # With CUDA, tensors pick their transport by device: gloo for CPU fits, nccl for GPU fits.
+    backend = backend or ("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     dist.init_process_group(backend)
-    if backend == "nccl":
+    if "nccl" in backend:
         torch.cuda.set_device(local_rank())
     return dist.get_world_size() > 1
 
