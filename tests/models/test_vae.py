@@ -201,3 +201,14 @@ def test_mle_is_refused_with_a_pointer_to_svi():
     x = torch.bernoulli(torch.full((20, 6), 0.4))
     with pytest.raises(MethodError, match="svi"):
         ppgen.fit(VAE(6, 2, hidden=(8,)), x, method="mle", num_steps=2, progress=False)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "continuous_bernoulli"])
+def test_fast_reconstruction_term_equals_the_decoder_distribution(likelihood):
+    # Reference: log_prob of the decoder's Pyro distribution (what the model observes); the
+    # training path's closed forms must agree to rounding (1e-10, float64).
+    vae = VAE(5, 2, likelihood=likelihood, hidden=(8,))
+    x = torch.bernoulli(torch.full((7, 5), 0.5)) if likelihood == "bernoulli" else torch.rand(7, 5)
+    z = torch.randn(3, 7, 2)
+    with torch.no_grad():
+        assert_close(vae._reconstruction(z, x, None), vae.decode(z).log_prob(x), atol=1e-10)
