@@ -6,6 +6,11 @@ benchmarks/out/kde.json, and measures ppgen's peak memory at n_train = n_eval = 
 child process (``--full-memory`` runs the whole 1e10-pair evaluation; by default a
 1e5 x 2e3 slice whose memory is the same by construction: one block at a time).
 
+ppgen is timed with 1 torch thread (scipy's and scikit-learn's evaluations are single-threaded
+too) and with torch's default thread count; on an oversubscribed machine the multi-threaded
+numbers collapse (every small block waits for a descheduled thread), so read them with the
+printed load average.
+
 Run: ``python benchmarks/kde.py`` (about a minute on 2 idle cores).
 """
 
