@@ -220,7 +220,7 @@ def _fit(args: argparse.Namespace, spec, options: dict[str, Any]) -> int:
     result.extras["cli"] = {"model": spec.name, "data": args.data, "split": args.split}
     if not distributed.is_main():
         return 0
-    path = result.save(args.out)
+    path = result.save(args.out, posterior_netcdf=args.netcdf)
     label = f"{args.data}[{args.split}]"
     name = type(result.model).__name__
     line = f"fitted {name} by {method!r} on {label} ({x.shape[0]} rows) in {result.elapsed:.3g} s"
@@ -234,7 +234,7 @@ def _fit(args: argparse.Namespace, spec, options: dict[str, Any]) -> int:
         print(table.head(12).to_string(index=False))
         if len(table) > 12:
             print(f"... {len(table)} parameters in total")
-    print(f"wrote {path}")
+    print(f"wrote {path}" + (f" and {path}.nc" if Path(f"{path}.nc").is_file() and args.netcdf else ""))
     return 0
 
 
@@ -382,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="device for gradient methods")
     p.add_argument("--dtype", choices=("float32", "float64"), help="floating dtype (default: the data's)")
     p.add_argument("--out", default="fit.pt", help="where to write the fit (default fit.pt)")
+    p.add_argument(
+        "--netcdf", action="store_true", help="also write a Bayesian fit's posterior to OUT.nc (ArviZ netCDF)"
+    )
     p.set_defaults(handler=cmd_fit)
 
     p = sub.add_parser(

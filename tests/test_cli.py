@@ -2,6 +2,7 @@
 (numpy/scipy Gaussian MLE and log-density), plus every error path: one line on stderr, a
 non-zero exit status, never a traceback."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +265,25 @@ def test_every_available_model_builds_from_the_data_shape(name):
         if isinstance(getattr(model, attr, None), int):
             assert getattr(model, attr) == x.shape[1], attr
     assert registry.get(name).default_method in ppgen.applicable_methods(model)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("h5netcdf") is None, reason="h5netcdf not installed")
+def test_fit_writes_posterior_netcdf(capsys, tmp_path):
+    import arviz as az
+
+    out = tmp_path / "nks.pt"
+    argv = [
+        "fit",
+        "normal_known_scale",
+        "--data",
+        "faithful",
+        "--option",
+        "num_draws=50",
+        "--netcdf",
+        "--out",
+        out,
+    ]
+    code, stdout, _ = run(capsys, *argv)
+    assert code == 0 and "nks.pt.nc" in stdout
+    posterior = az.from_netcdf(str(tmp_path / "nks.pt.nc")).posterior
+    np.testing.assert_array_equal(posterior["loc"].values, ppgen.load(out).posterior.posterior["loc"].values)
