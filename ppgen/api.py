@@ -91,6 +91,8 @@ def fit(
         prior_dtype = _prior_dtype(model, x, covariates)
         if prior_dtype is not None and prior_dtype != x.dtype:
             x = x.to(prior_dtype)
+    if callable(getattr(model, "setup", None)):
+        model.setup(x, covariates)  # models with lazily created parameters build them now
     params = list(model.parameters())
     target = x.dtype if dtype is None and params else (dtype or x.dtype)
     if params and params[0].dtype != target:

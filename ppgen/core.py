@@ -190,24 +190,44 @@ class PyroProgram(GenerativeModel):
             raise OptionError(f"Expected a callable Pyro model, but got {type(fn).__name__}.")
         self.fn = fn
         self.user_guide = guide
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        return state
+        # The program's pyro.param statements live here, not in Pyro's global param store,
+        # so two fits of one program never share parameters (PYRO_NOTES 2).
+        self.unconstrained = torch.nn.ParameterDict()
+        self.constraints: dict[str, Any] = {}
 
     @pyro_method
     def model(self, x: torch.Tensor | None = None, n: int | None = None, **covariates):
         if n is not None and x is None:
             covariates.setdefault("n", n)
-        return self.fn(x=x, **covariates)
+        with _LocalParams(self):
+            return self.fn(x=x, **covariates)
 
     @pyro_method
     def guide(self, x: torch.Tensor | None = None, n: int | None = None, **covariates):
         if self.user_guide is not None:
             if n is not None and x is None:
                 covariates.setdefault("n", n)
-            return self.user_guide(x=x, **covariates)
+            with _LocalParams(self):
+                return self.user_guide(x=x, **covariates)
         return None
+
+    def setup(self, x: torch.Tensor, covariates: dict) -> None:
+        """Run the program once so its ``pyro.param`` statements create their parameters."""
+        with torch.no_grad(), poutine.block():
+            poutine.trace(self.model).get_trace(x, **covariates)
+            if self.user_guide is not None:
+                self.guide(x, **covariates)
+
+    @property
+    def param_names(self) -> list[str]:
+        return list(self.unconstrained.keys())
+
+    def point_estimates(self) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return {name: self._constrained(name).detach().clone() for name in self.unconstrained}
+
+    def _constrained(self, name: str) -> torch.Tensor:
+        return torch.distributions.transform_to(self.constraints[name])(self.unconstrained[name])
 
     @pyro_method
     def sample(self, n: int, **covariates) -> torch.Tensor:
@@ -225,6 +245,38 @@ class PyroProgram(GenerativeModel):
     @property
     def capabilities(self) -> set[str]:
         return {"log_prob"}
+
+
+class _LocalParams(poutine.messenger.Messenger):
+    """Serve ``pyro.param`` statements from a :class:`PyroProgram`'s own parameters."""
+
+    def __init__(self, program: PyroProgram):
+        super().__init__()
+        self.program = program
+        self._busy = False  # reading the program's own nn.Parameters emits param messages too
+
+    def _process_message(self, msg):
+        if msg["type"] != "param" or msg["done"] or self._busy:
+            return
+        self._busy = True
+        try:
+            self._serve(msg)
+        finally:
+            self._busy = False
+
+    def _serve(self, msg):
+        name = msg["name"]
+        store = self.program.unconstrained
+        if name not in store:
+            init = msg["args"][1] if len(msg["args"]) > 1 else msg["kwargs"].get("init_tensor")
+            if init is None:
+                raise OptionError(f"Expected an initial value for pyro.param({name!r}, ...), but got none.")
+            init = init() if callable(init) else torch.as_tensor(init)
+            constraint = msg["kwargs"].get("constraint", dist.constraints.real)
+            self.program.constraints[name] = constraint
+            store[name] = torch.nn.Parameter(torch.distributions.transform_to(constraint).inv(init.detach()))
+        msg["value"] = self.program._constrained(name)
+        msg["done"] = True
 
 
 def as_model(model: Any) -> GenerativeModel:
