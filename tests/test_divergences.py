@@ -73,6 +73,14 @@ def test_activation_maps_into_the_conjugate_domain(name):
     assert torch.isfinite(div.conjugate(t[(v > -10) & (v < 10)])).all()
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_fused_conjugate_of_activation_equals_the_composition(name):
+    # Reference: f*(g_f(v)) composed from the two closed forms, where both are finite; 1e-10.
+    div = divergences.get(name)
+    v = torch.linspace(-8, 8, 801, dtype=torch.float64)
+    assert_close(div.conjugate_at(v), div.conjugate(div.activation(v)), atol=1e-10, rtol=1e-10)
+
+
 def direct_sums(p, q):
     m = (p + q) / 2
     js = 0.5 * np.sum(p * np.log(p / m)) + 0.5 * np.sum(q * np.log(q / m))

@@ -50,9 +50,9 @@ class Flow(GenerativeModel):
 
     Arguments:
         dim: dimension of one observation.
-        transform: ``"spline_coupling"`` (default), ``"affine_coupling"`` (RealNVP),
+        transform: ``"spline_coupling"`` (default for ``dim >= 2``), ``"affine_coupling"`` (RealNVP),
             ``"maf"`` (masked affine autoregressive), ``"nsf"`` (neural spline, autoregressive),
-            or ``"spline"`` (element-wise, the only choice for ``dim=1``).
+            or ``"spline"`` (element-wise; the default and only choice for ``dim=1``).
         num_layers: number of invertible layers; a fixed permutation sits between layers.
         hidden: hidden widths of each layer's conditioner network.
         count_bins, bound: spline knots and the box ``[-bound, bound]`` outside which a spline
@@ -74,7 +74,7 @@ class Flow(GenerativeModel):
     def __init__(
         self,
         dim: int = 2,
-        transform: str = "spline_coupling",
+        transform: str | None = None,
         num_layers: int = 4,
         *,
         hidden: Sequence[int] = (64, 64),
@@ -85,6 +85,8 @@ class Flow(GenerativeModel):
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise OptionError(f"Expected dim to be a positive integer, but got {dim!r}.")
+        if transform is None:
+            transform = "spline_coupling" if dim >= 2 else "spline"
         if transform not in TRANSFORMS:
             raise OptionError(f"Expected transform in {list(TRANSFORMS)}, but got {transform!r}.")
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:

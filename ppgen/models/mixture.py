@@ -362,13 +362,14 @@ class GaussianMixture(Mixture):
                 scatter += xs.T @ xs
             cov = (scatter - (nk[:, None] * delta).T @ delta) / nk.sum()
         else:
-            scatter = torch.zeros(k * d, d, dtype=x.dtype, device=x.device)
+            scatter = torch.zeros(d, k * d, dtype=x.dtype, device=x.device)
             for start in range(0, n, self.chunk_size):
                 xs = x[start : start + self.chunk_size] - xbar  # (c, d)
                 r = resp[start : start + self.chunk_size]  # (c, K)
-                # sum_i r_ik xs_i xs_iᵀ for every k at once: one (K*d, c) x (c, d) product.
-                scatter.addmm_((r[:, :, None] * xs[:, None, :]).reshape(xs.shape[0], k * d).T, xs)
-            cov = scatter.reshape(k, d, d) / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+                # sum_i xs_i (r_ik xs_i)ᵀ for every k at once: one (d, c) x (c, K*d) product.
+                scatter.addmm_(xs.T, (r[:, :, None] * xs[:, None, :]).reshape(xs.shape[0], k * d))
+            scatter = scatter.reshape(d, k, d).transpose(0, 1)  # (K, d, d)
+            cov = scatter / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
         cov = 0.5 * (cov + cov.transpose(-1, -2)) + reg * torch.eye(d, dtype=x.dtype, device=x.device)
         tril, info = torch.linalg.cholesky_ex(cov)
         if bool((info != 0).any()):
