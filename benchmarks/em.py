@@ -39,7 +39,7 @@ def _peak_mb() -> float:
 
 def child(tool: str, data: str, init: str, dtype: str, threads: int) -> dict:
     """One timed fit in this process; returns seconds, final mean log-lik and memory."""
-    x = np.load(data).astype(dtype, copy=False)
+    x = np.load(data.replace(".npy", f"_{dtype}.npy"))  # stored in the run's dtype: no copy
     start = np.load(init)
     weights, means, precisions = start["weights"], start["means"], start["precisions"]
     if tool == "sklearn":
@@ -97,7 +97,8 @@ def make_data(n: int, folder: Path) -> tuple[str, str]:
     labels = rng.integers(0, K, n)
     x = centers[labels] + rng.normal(size=(n, D)) * scales[labels, 0]
     data = folder / f"x{n}.npy"
-    np.save(data, x)
+    np.save(folder / f"x{n}_float64.npy", x)
+    np.save(folder / f"x{n}_float32.npy", x.astype(np.float32))
     # Shared initial parameters: one M-step from hard k-means++ assignments (ppgen's init).
     import torch
 
