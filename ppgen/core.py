@@ -398,8 +398,36 @@ def draw_log_likelihood(
     """
     covariates = covariates or {}
     total = next(iter(draws.values())).shape[0]
+    if not model.has_local_latents:
+        vectorised = _vectorised_log_likelihood(model, x, draws, covariates, total)
+        if vectorised is not None:
+            return vectorised
+    return _looped_log_likelihood(model, x, draws, covariates, total)
+
+
+def _looped_log_likelihood(model, x, draws, covariates, total) -> torch.Tensor:
     rows = []
     for s in range(total):
         with poutine.condition(data={k: v[s] for k, v in draws.items()}):
             rows.append(model.log_prob(x, **covariates))
     return torch.stack(rows)
+
+
+def _vectorised_log_likelihood(model, x, draws, covariates, total) -> torch.Tensor | None:
+    """All draws in one pass: a ``"_draws"`` plate left of the data plate batches the globals.
+
+    Works for stories written with plates and ``to_event`` (the Pyro way); anything else
+    (a story that fixes its own batch shapes) returns None and is scored draw by draw.
+    """
+    try:
+        global_names = set(global_latent_sites(model, x, covariates))
+        data = {k: v.reshape(total, 1, *v.shape[1:]) if k in global_names else v for k, v in draws.items()}
+        with pyro.plate("_draws", total, dim=-2), poutine.condition(data=data):
+            trace = poutine.trace(model.model).get_trace(x, **covariates)
+        site = trace.nodes[DATA_SITE]
+        log_lik = site["fn"].log_prob(site["value"])
+    except (RuntimeError, ValueError, KeyError, IndexError):
+        return None
+    if log_lik.shape != (total, x.shape[0]):
+        return None
+    return log_lik

@@ -42,6 +42,18 @@ def _has_enumeration(model: GenerativeModel, x, covariates) -> bool:
     return any(site["infer"].get("enumerate") for site in trace.nodes.values() if site["type"] == "sample")
 
 
+def _check_trainable(model: GenerativeModel, method: str) -> None:
+    if (
+        not model.is_bayesian
+        and not isinstance(model, PyroProgram)
+        and not any(True for _ in model.parameters())
+    ):
+        raise MethodError(
+            f"Expected a model with parameters to optimise for method={method!r}, but "
+            f"{type(model).__name__} has none."
+        )
+
+
 class MLE:
     """Maximum likelihood by stochastic gradients (minibatches through the data plate)."""
 
@@ -49,6 +61,7 @@ class MLE:
     options = _TRAIN_KEYS | {"seed"}
 
     def check(self, model: GenerativeModel) -> None:
+        _check_trainable(model, self.name)
         if model.is_bayesian:
             raise MethodError(
                 f"Expected a model without priors for method='mle', but {type(model).__name__} has priors "
@@ -106,7 +119,7 @@ class SVI:
     options = _TRAIN_KEYS | {"seed", "guide", "loss", "num_particles", "max_plate_nesting", "init_scale"}
 
     def check(self, model: GenerativeModel) -> None:
-        pass
+        _check_trainable(model, self.name)
 
     def fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         check_options(options, self.options, self.name)
