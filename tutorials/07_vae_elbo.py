@@ -120,8 +120,8 @@ grads = {
 }
 variance = {name: float(g.var(0).sum()) for name, g in grads.items()}
 ratio = variance["score"] / variance["reparam"]
-print(f"total gradient variance over {repeats} draws: reparameterised {variance['reparam']:.3g}, ")
-print(f"score function {variance['score']:.3g} ({ratio:.0f}x larger)")
+print(f"total gradient variance over {repeats} draws: reparameterised {variance['reparam']:.3g}")
+print(f"                                    score function {variance['score']:.3g} ({ratio:.0f}x larger)")
 
 # %% [markdown]
 # ## Tighter bounds with importance weights (IWAE)
