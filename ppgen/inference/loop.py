@@ -5,14 +5,22 @@ A torch optimiser over the given parameters, minibatches drawn with a seeded
 generator, a progress bar, early stopping on a plateau of the smoothed loss, and a
 guard that stops on a non-finite loss or gradient *before* the step, so the model
 keeps its last finite parameters.
+
+Checkpoints: ``checkpoint=PATH`` writes the parameters, optimiser, learning-rate schedule,
+random states (torch/numpy/python and the minibatch generator), step, history and
+early-stopping state every ``checkpoint_every`` steps, at the end, and on Ctrl-C;
+``resume=PATH`` continues such a run. Interrupted-then-resumed equals uninterrupted, bit for
+bit, with the same seed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyro
 import torch
@@ -20,11 +28,12 @@ from tqdm.auto import tqdm
 
 from ppgen import distributed
 from ppgen.core import ScaleData
-from ppgen.errors import NonFiniteLossError, OptionError
+from ppgen.errors import FitFileError, NonFiniteLossError, OptionError
 
 __all__ = ["TrainConfig", "Minibatches", "train", "make_optimizer"]
 
 OPTIMIZERS = ("adam", "clipped_adam", "sgd")
+CHECKPOINT_FORMAT = "ppgen-checkpoint"
 
 
 @dataclass
@@ -41,6 +50,9 @@ class TrainConfig:
     check_every: int = 50
     clip_norm: float = 10.0
     progress: bool = True
+    checkpoint: str | os.PathLike | None = None  # write the training state here (see module doc)
+    checkpoint_every: int = 100
+    resume: str | os.PathLike | None = None  # continue the run saved in this checkpoint
 
     def __post_init__(self):
         if not isinstance(self.num_steps, int) or self.num_steps < 1:
@@ -55,6 +67,13 @@ class TrainConfig:
             raise OptionError(
                 f"Expected batch_size to be a positive integer or None, but got {self.batch_size!r}."
             )
+        every = self.checkpoint_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise OptionError(f"Expected checkpoint_every to be a positive integer, but got {every!r}.")
+        for key in ("checkpoint", "resume"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise OptionError(f"Expected {key} to be a file path or None, but got {value!r}.")
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -116,6 +135,7 @@ def train(
     *,
     desc: str = "fit",
     on_stop: Callable[[], object] | None = None,
+    batches: Minibatches | None = None,
 ) -> tuple[list[float], bool]:
     """Minimise ``loss_fn()`` over ``params``; return ``(history, converged)``.
 
@@ -123,6 +143,10 @@ def train(
     (relative) for ``patience`` checks. A non-finite loss or gradient raises
     :class:`NonFiniteLossError` without taking the step; Ctrl-C stops early and returns
     the run so far with ``converged=False``.
+
+    With ``config.checkpoint`` the training state is saved every ``checkpoint_every`` steps,
+    at the end and on Ctrl-C; with ``config.resume`` the run continues from such a file
+    (``batches``: the :class:`Minibatches` whose generator state is saved and restored).
 
     Under ``torch.distributed`` the parameters start from rank 0's values, and after each
     ``backward()`` the gradients (and the loss) are averaged over ranks, so every rank
@@ -136,18 +160,49 @@ def train(
         gamma = config.lr_decay ** (1 / config.num_steps)
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
     history: list[float] = []
-    smoothed, best, stale, converged = None, math.inf, 0, False
+    state = {"smoothed": None, "best": math.inf, "stale": 0, "converged": False}
+    first = 0
+    if config.resume is not None:
+        saved = _load_checkpoint(config.resume, params)
+        with torch.no_grad():
+            for p, value in zip(params, saved["params"]):
+                p.copy_(value)
+        optimizer.load_state_dict(saved["optimizer"])
+        if schedule is not None and saved["scheduler"] is not None:
+            schedule.load_state_dict(saved["scheduler"])
+        pyro.util.set_rng_state(saved["rng"])
+        if batches is not None and saved["batches"] is not None:
+            batches.generator.set_state(saved["batches"])
+        history = list(saved["history"])
+        state.update(saved["state"])
+        first = saved["step"]
     data_parallel = distributed.is_distributed()
     if data_parallel:
         distributed.broadcast_parameters(params)
+    saving = config.checkpoint is not None and distributed.is_main()
+    snapshot = None
+
+    def take_snapshot():  # random states before a step, so an interrupted step is redone exactly
+        generator = batches.generator.get_state() if batches is not None else None
+        return pyro.util.get_rng_state(), generator
+
+    def save(rng, generator):
+        _save_checkpoint(config.checkpoint, params, optimizer, schedule, (rng, generator), history, state)
+
     bar = tqdm(
-        range(config.num_steps),
+        range(first, config.num_steps),
         desc=desc,
         disable=not config.progress or not distributed.is_main(),
         leave=False,
+        initial=first,
+        total=config.num_steps,
     )
     try:
+        if state["converged"]:
+            bar = iter(())  # a resumed run that had already converged: nothing left to do
         for step in bar:
+            if saving:
+                snapshot = take_snapshot()
             optimizer.zero_grad(set_to_none=True)
             if step == 0:
                 loss = loss_fn()  # the first step validates every distribution's arguments...
@@ -177,18 +232,75 @@ def train(
             if schedule is not None:
                 schedule.step()
             history.append(value)
+            smoothed = state["smoothed"]
             smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+            state["smoothed"] = smoothed
             if (step + 1) % config.check_every == 0:
                 bar.set_postfix(loss=f"{smoothed:.4g}")
+                best = state["best"]
                 if not math.isfinite(best) or smoothed < best - config.tol * max(1.0, abs(best)):
-                    best, stale = smoothed, 0
+                    state["best"], state["stale"] = smoothed, 0
                 else:
-                    stale += 1
-                    if stale >= config.patience:
-                        converged = True
+                    state["stale"] += 1
+                    if state["stale"] >= config.patience:
+                        state["converged"] = True
                         break
+            if saving and (step + 1) % config.checkpoint_every == 0:
+                save(*take_snapshot())
+        if saving:
+            save(*take_snapshot())
     except KeyboardInterrupt:
-        converged = False
+        state["converged"] = False
+        if saving and snapshot is not None:
+            # Parameters are those of the last completed step (the interrupted one never
+            # reached optimizer.step()); its random draws are rewound so resume redoes it.
+            if len(history) == step:
+                save(*snapshot)
+            else:  # interrupted after the step completed: the current state is that step's end
+                save(*take_snapshot())
     finally:
-        bar.close()
-    return history, converged
+        if hasattr(bar, "close"):
+            bar.close()
+    return history, state["converged"]
+
+
+def _save_checkpoint(path, params, optimizer, schedule, random_states, history, state) -> None:
+    """Write the training state atomically (temporary file, then rename)."""
+    path = Path(path)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "step": len(history),
+        "params": [p.detach().cpu().clone() for p in params],
+        "optimizer": optimizer.state_dict(),
+        "scheduler": schedule.state_dict() if schedule is not None else None,
+        "rng": random_states[0],
+        "batches": random_states[1],
+        "history": list(history),
+        "state": dict(state),
+    }
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    torch.save(payload, partial)
+    os.replace(partial, path)
+
+
+def _load_checkpoint(path, params) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FitFileError(f"Expected a checkpoint file to resume from, but {str(path)!r} does not exist.")
+    try:
+        saved = torch.load(path, weights_only=False)
+    except Exception as err:  # any unpickling failure means "not a checkpoint"
+        raise FitFileError(
+            f"Expected a checkpoint written by ppgen, but {str(path)!r} could not be read "
+            f"({type(err).__name__}); it is truncated, corrupt or not a torch file."
+        ) from err
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise FitFileError(f"Expected a ppgen checkpoint, but {str(path)!r} holds something else.")
+    shapes = [tuple(p.shape) for p in params]
+    found = [tuple(v.shape) for v in saved["params"]]
+    if shapes != found:
+        raise OptionError(
+            f"Expected a checkpoint of this model (parameter shapes {shapes}), but {str(path)!r} holds "
+            f"{found}; resume with the same model and options."
+        )
+    return saved

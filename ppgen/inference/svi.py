@@ -90,7 +90,7 @@ class MLE:
                 return Trace_ELBO().differentiable_loss(model.model, model.guide, xb, **cov) / n
 
         start = time.perf_counter()
-        history, converged = train(loss_fn, list(model.parameters()), config, desc="mle")
+        history, converged = train(loss_fn, list(model.parameters()), config, desc="mle", batches=batches)
         return Fit(
             model=model,
             method=self.name,
@@ -207,7 +207,7 @@ class SVI:
                 return elbo.differentiable_loss(model.model, guide, xb, **cov) / n
 
         start = time.perf_counter()
-        history, converged = train(loss_fn, params, config, desc=self.name)
+        history, converged = train(loss_fn, params, config, desc=self.name, batches=batches)
         elapsed = time.perf_counter() - start
         fit = Fit(
             model=model,
