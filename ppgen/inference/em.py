@@ -143,6 +143,7 @@ class EM:
                 history.append(_mean(loglik, step))
                 _check_increase(history, slack)
                 model.m_step(x, stats)
+                del stats, loglik  # free (N, K) before the next E-step allocates its own
                 bar.set_postfix(loglik=f"{history[-1]:.6g}")
                 if step > 0 and abs(history[-1] - history[-2]) < tol:
                     converged = True
