@@ -60,6 +60,7 @@ class GaussianMixture(Mixture):
         *,
         reg_covar: float = 1e-6,
         chunk_size: int = 4096,
+        prior: dict | None = None,
     ):
         if covariance not in COVARIANCES:
             raise OptionError(f"Expected covariance in {COVARIANCES}, but got {covariance!r}.")
@@ -67,7 +68,7 @@ class GaussianMixture(Mixture):
             raise OptionError(f"Expected reg_covar >= 0, but got {reg_covar!r}.")
         self.covariance = covariance
         self.reg_covar = float(reg_covar)
-        super().__init__(n_components, dim, chunk_size=chunk_size)
+        super().__init__(n_components, dim, chunk_size=chunk_size, prior=prior)
 
     def _build_components(self, dim, dtype, device):
         k, kw = self.n_components, {"dtype": dtype, "device": device}

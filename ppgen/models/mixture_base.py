@@ -18,7 +18,7 @@ import torch
 from torch.distributions import constraints
 from torch.distributions.transforms import ComposeTransform, ReshapeTransform
 
-from ppgen.core import GenerativeModel, PyroParam, pyro_method
+from ppgen.core import GenerativeModel, PyroParam, PyroSample, pyro_method
 from ppgen.data import as_tensor
 from ppgen.errors import DataError, OptionError
 
@@ -40,19 +40,48 @@ class Mixture(GenerativeModel):
         n_components: number of hidden causes ``K``.
         dim: dimension of one observation; ``None`` builds the parameters at the first data seen.
         chunk_size: rows per block in the vectorised E/M passes (keeps intermediates in cache).
+        prior: optional priors by parameter name (needs ``dim``), e.g. ``{"pi": Dirichlet(...)}``;
+            the same as :func:`ppgen.bayesian`, fitted by ``mcmc``, ``map`` or ``svi``.
     """
 
     has_local_latents = True
     init_methods = INITS
     default_init = "kmeans++"
 
-    def __init__(self, n_components: int, dim: int | None = None, *, chunk_size: int = 4096):
+    def __init__(
+        self,
+        n_components: int,
+        dim: int | None = None,
+        *,
+        chunk_size: int = 4096,
+        prior: dict[str, dist.Distribution] | None = None,
+    ):
         super().__init__()
         self.n_components = _positive_int(n_components, "n_components")
         self.chunk_size = _positive_int(chunk_size, "chunk_size")
         self.dim = None
         if dim is not None:
             self._build(_positive_int(dim, "dim"), torch.get_default_dtype(), None)
+        if prior:
+            self._set_priors(prior)
+
+    def _set_priors(self, prior: dict[str, dist.Distribution]) -> None:
+        """Turn named parameters into ``PyroSample`` sites (as :func:`ppgen.bayesian` does)."""
+        if self.dim is None:
+            raise OptionError(
+                "Expected dim= together with prior= (the priors' shapes depend on it), but got None."
+            )
+        for name, p in prior.items():
+            if name not in self._pyro_params:
+                raise OptionError(f"Expected priors for {self.param_names}, but got {name!r}.")
+            shape, draw = tuple(getattr(self, name).shape), tuple(p.batch_shape + p.event_shape)
+            if draw != shape:
+                raise OptionError(
+                    f"Expected a prior for {name!r} with draws of shape {shape}, but got {draw}; use "
+                    f".expand({list(shape)}).to_event({len(shape)})."
+                )
+            delattr(self, name)
+            setattr(self, name, PyroSample(p))
 
     # ------------------------------------------------------------ subclass hooks
     def _build_components(self, dim: int, dtype, device) -> None:

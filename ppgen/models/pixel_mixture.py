@@ -28,11 +28,19 @@ class BernoulliMixture(Mixture):
             never seen on gives a finite log-likelihood on new data (EM stays monotone).
     """
 
-    def __init__(self, n_components: int, dim: int | None = None, *, min_prob: float = 1e-6, chunk_size=4096):
+    def __init__(
+        self,
+        n_components: int,
+        dim: int | None = None,
+        *,
+        min_prob: float = 1e-6,
+        chunk_size=4096,
+        prior=None,
+    ):
         if not 0 <= min_prob < 0.5:
             raise OptionError(f"Expected 0 <= min_prob < 0.5, but got {min_prob!r}.")
         self.min_prob = float(min_prob)
-        super().__init__(n_components, dim, chunk_size=chunk_size)
+        super().__init__(n_components, dim, chunk_size=chunk_size, prior=prior)
 
     def _build_components(self, dim, dtype, device):
         init = torch.full((self.n_components, dim), 0.5, dtype=dtype, device=device)
@@ -81,10 +89,11 @@ class CategoricalMixture(Mixture):
         *,
         min_prob=1e-6,
         chunk_size=4096,
+        prior=None,
     ):
         self.num_categories = _positive_int(num_categories, "num_categories")
         self.min_prob = float(min_prob)
-        super().__init__(n_components, dim, chunk_size=chunk_size)
+        super().__init__(n_components, dim, chunk_size=chunk_size, prior=prior)
 
     def _build_components(self, dim, dtype, device):
         c = self.num_categories

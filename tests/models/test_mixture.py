@@ -7,11 +7,13 @@ import numpy as np
 import pyro.distributions as dist
 import pytest
 import torch
+from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 from scipy import stats
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import ppgen
+from ppgen.core import global_latent_sites
 from ppgen.errors import ConvergenceWarning, DataError, MethodError, OptionError
 from ppgen.models import BernoulliMixture, CategoricalMixture, GaussianMixture
 from ppgen.models.mixture import COVARIANCES, OrderedMeans, kmeans_plusplus
@@ -284,3 +286,26 @@ def test_save_load_roundtrip(tmp_path):
     fit = ppgen.fit(GaussianMixture(3), x, method="em", seed=0, progress=False)
     back = ppgen.load(fit.save(tmp_path / "gmm.pt"))
     assert back.score(x) == fit.score(x)
+
+
+def test_prior_argument_equals_bayesian():
+    # Reference: ppgen.bayesian on the same model; both stories expose the same global sites and
+    # give the same log_prob once conditioned on the same global values (exact).
+    f64 = {"dtype": torch.float64}
+    priors = {
+        "pi": dist.Dirichlet(torch.ones(2, **f64)),
+        "mu": dist.Normal(torch.zeros(2, 1, **f64), 5.0).to_event(2),
+    }
+    direct = GaussianMixture(2, 1, "spherical", prior=priors).double()
+    via = ppgen.bayesian(GaussianMixture(2, 1, "spherical").double(), **priors)
+    x = torch.randn(10, 1, **f64)
+    assert (
+        sorted(global_latent_sites(direct, x, {})) == sorted(global_latent_sites(via, x, {})) == ["mu", "pi"]
+    )
+    values = {"pi": torch.tensor([0.3, 0.7], **f64), "mu": torch.tensor([[-1.0], [1.0]], **f64)}
+    with poutine.condition(data=values):
+        assert_close(direct.log_prob(x), via.log_prob(x), atol=1e-14)
+    with pytest.raises(OptionError, match="dim="):
+        GaussianMixture(2, prior=priors)
+    with pytest.raises(OptionError, match="shape"):
+        GaussianMixture(2, 3, prior={"mu": dist.Normal(0.0, 1.0)})
