@@ -43,6 +43,14 @@ def _has_enumeration(model: GenerativeModel, x, covariates) -> bool:
 
 
 def _check_trainable(model: GenerativeModel, method: str) -> None:
+    density_free = getattr(model, "density_free_methods", None)
+    if density_free is not None and method not in density_free:
+        # An implicit model's story has no density for x (x = g(z)): an ELBO with an empty guide
+        # would train on nonsense while only warning "Found vars in model but not guide".
+        raise MethodError(
+            f"Expected an explicit model for method={method!r}, but {type(model).__name__} is implicit "
+            f"(a sampler x = g(z) without a density); use method in {list(density_free)}."
+        )
     if (
         not model.is_bayesian
         and not isinstance(model, PyroProgram)
