@@ -29,7 +29,8 @@ class FactorAnalysis(GenerativeModel):
 
     Arguments:
         n_factors: latent dimension ``q``.
-        dim: observed dimension ``d`` (``None``: taken from the first data).
+        dim: observed dimension ``d`` (``None``: taken from the first data — enough for ``em`` and
+            ``exact``; ``mle``/``svi`` need it up front).
 
     Example:
         >>> import ppgen, torch

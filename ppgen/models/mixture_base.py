@@ -38,7 +38,8 @@ class Mixture(GenerativeModel):
 
     Arguments:
         n_components: number of hidden causes ``K``.
-        dim: dimension of one observation; ``None`` builds the parameters at the first data seen.
+        dim: dimension of one observation; ``None`` builds the parameters at the first data seen
+            (enough for ``em``; the gradient methods and priors need ``dim`` up front).
         chunk_size: rows per block in the vectorised E/M passes (keeps intermediates in cache).
         prior: optional priors by parameter name (needs ``dim``), e.g. ``{"pi": Dirichlet(...)}``;
             the same as :func:`ppgen.bayesian`, fitted by ``mcmc``, ``map`` or ``svi``.

@@ -112,7 +112,7 @@ def test_ppca_svi_reaches_exact_optimum():
     # ascent on the log-likelihood, within 1e-3 relative after 1500 Adam steps.
     x = factor_data()
     best = ppca_formula(x.numpy(), 2)
-    fit = ppgen.fit(PPCA(2), x, method="svi", num_steps=1500, lr=0.05, seed=0, progress=False)
+    fit = ppgen.fit(PPCA(2, 6), x, method="svi", num_steps=1500, lr=0.05, seed=0, progress=False)
     assert fit.score(x) == pytest.approx(best, rel=1e-3)
 
 
