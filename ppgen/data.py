@@ -157,10 +157,13 @@ class Dataset:
     sampler: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray | None]] | None = field(
         default=None, compare=False
     )
+    #: Fixed, unshuffled splits as ``{"train": (start, stop), "val": ..., "test": ...}`` row ranges
+    #: (the published protocol of a data set); ``test_fraction`` and ``seed`` do not apply.
+    splits: dict[str, tuple[int, int]] | None = field(default=None, compare=False)
 
 
 _REGISTRY: dict[str, Dataset] = {}
-SPLITS = ("all", "train", "test")
+SPLITS = ("all", "train", "val", "test")
 
 
 def register(dataset: Dataset) -> Dataset:
@@ -207,8 +210,22 @@ def _select(rows: np.ndarray, split: str, test_fraction: float, seed: int) -> np
         raise DataError(f"Expected split in {SPLITS}, but got {split!r}.")
     if split == "all":
         return rows
+    if split == "val":
+        raise DataError(
+            "Expected split in ('all', 'train', 'test') for a dataset without a fixed validation split, "
+            "but got 'val'; hold out rows of the train split yourself, e.g. with train_test_split."
+        )
     train, test = _split_index(rows.shape[0], test_fraction, seed)
     return rows[(train if split == "train" else test).numpy()]
+
+
+def _select_entry(
+    entry: Dataset, rows: np.ndarray, split: str, test_fraction: float, seed: int
+) -> np.ndarray:
+    if entry.splits is not None and split != "all":
+        start, stop = entry.splits[split]
+        return rows[start:stop]
+    return _select(rows, split, test_fraction, seed)
 
 
 def load(
@@ -225,7 +242,8 @@ def load(
 
     Arguments:
         name: a registered name (see :func:`datasets` / :func:`registry_table`), e.g. ``"faithful"``.
-        split: ``"all"``, ``"train"`` or ``"test"`` (a reproducible shuffle with ``seed``).
+        split: ``"all"``, ``"train"`` or ``"test"`` (a reproducible shuffle with ``seed``);
+            datasets with fixed splits (``"digits-17"``) also have ``"val"`` and ignore the shuffle.
         test_fraction: share of rows in the test split.
         seed: seed of the shuffle that defines the split.
         dtype: floating dtype of the returned tensor.
@@ -247,12 +265,12 @@ def load(
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise DataError(f"Expected a floating dtype such as torch.float64, but got {dtype!r}.")
     x, labels = _rows(entry, n)
-    x = torch.as_tensor(_select(x, split, test_fraction, seed), dtype=dtype)
+    x = torch.as_tensor(_select_entry(entry, x, split, test_fraction, seed), dtype=dtype)
     if not return_labels:
         return x
     if labels is None:
         raise DataError(_no_labels(name))
-    return x, torch.as_tensor(_select(labels, split, test_fraction, seed), dtype=torch.long)
+    return x, torch.as_tensor(_select_entry(entry, labels, split, test_fraction, seed), dtype=torch.long)
 
 
 def load_labels(
@@ -391,6 +409,21 @@ register(
         licence=_DIGITS_LICENCE,
         description="the digits binarized: pixel = 1 where the scaled grey level > 0.5; labels 0-9",
         shape=(1797, 64),
+    )
+)
+
+register(
+    Dataset(
+        name="digits-17",
+        loader=lambda: np.rint(_digits()[0] * 16.0),
+        labels=lambda: _digits()[1],
+        kind="discrete",
+        source=_DIGITS_SOURCE,
+        licence=_DIGITS_LICENCE,
+        description="the digits as integer grey levels 0..16 (17 values), scikit-learn's row order; "
+        "fixed splits train = rows 0-999, val = 1000-1349, test = 1350-1796",
+        shape=(1797, 64),
+        splits={"train": (0, 1000), "val": (1000, 1350), "test": (1350, 1797)},
     )
 )
 

@@ -28,7 +28,7 @@ from ppgen.errors import DataError, OptionError
 
 __all__ = ["VAE", "ConditionalVAE", "VAE_LIKELIHOODS"]
 
-VAE_LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli")
+VAE_LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli", "categorical")
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -49,12 +49,15 @@ class VAE(GenerativeModel):
         data_dim: dimension ``D`` of one observation.
         latent_dim: dimension of the code ``z``.
         likelihood: ``"bernoulli"`` (binary data), ``"gaussian"`` (real data, one learned
-            scale per dimension) or ``"continuous_bernoulli"`` (data in ``[0, 1]``).
+            scale per dimension), ``"continuous_bernoulli"`` (data in ``[0, 1]``) or
+            ``"categorical"`` (integer pixels ``0..num_categories-1``: a softmax over the levels
+            of every coordinate, an exact PMF given ``z``; the encoder reads ``x / (C - 1)``).
         hidden: hidden widths of encoder and decoder MLPs.
         linear: linear decoder ``x = W z + b`` with isotropic Gaussian noise and a linear
             encoder — the linear-Gaussian VAE, whose optimum is probabilistic PCA.
         num_classes: label values the encoder and decoder read (0 = none; see
             :class:`ConditionalVAE`).
+        num_categories: number of levels ``C`` per coordinate for ``likelihood="categorical"``.
 
     Example:
         >>> import torch
@@ -76,6 +79,7 @@ class VAE(GenerativeModel):
         *,
         linear: bool = False,
         num_classes: int = 0,
+        num_categories: int | None = None,
     ):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
@@ -86,6 +90,17 @@ class VAE(GenerativeModel):
                 raise OptionError(f"Expected {name} to be a positive integer, but got {value!r}.")
         if likelihood not in VAE_LIKELIHOODS:
             raise OptionError(f"Expected likelihood in {VAE_LIKELIHOODS}, but got {likelihood!r}.")
+        if likelihood == "categorical":
+            if isinstance(num_categories, bool) or not isinstance(num_categories, int) or num_categories < 2:
+                raise OptionError(
+                    f"Expected num_categories >= 2 for likelihood='categorical', but got {num_categories!r}."
+                )
+        elif num_categories is not None:
+            raise OptionError(
+                "Expected num_categories only with likelihood='categorical', but got "
+                f"likelihood={likelihood!r}."
+            )
+        self.num_categories = num_categories
         if linear and likelihood != "gaussian":
             raise OptionError(
                 f"Expected likelihood='gaussian' with linear=True (the pPCA model), but got {likelihood!r}."
@@ -99,7 +114,8 @@ class VAE(GenerativeModel):
         c = self.num_classes
         hidden = [] if linear else list(hidden)
         self.encoder = _mlp([data_dim + c, *hidden, 2 * latent_dim])  # -> (loc, raw scale)
-        self.decoder = _mlp([latent_dim + c, *hidden, data_dim])  # -> logits or mean
+        outputs = data_dim * (num_categories or 1)
+        self.decoder = _mlp([latent_dim + c, *hidden, outputs])  # -> logits or mean
         if linear:
             # pPCA's posterior covariance does not depend on x: a learned diagonal scale.
             self.encoder_log_scale = nn.Parameter(torch.full((latent_dim,), -1.0))
@@ -116,6 +132,8 @@ class VAE(GenerativeModel):
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder ``q(z|x)``: returns ``(loc, scale)``, each ``(N, latent_dim)``."""
+        if self.likelihood == "categorical":
+            x = x / (self.num_categories - 1)  # levels 0..C-1 -> [0, 1] for the network
         out = self.encoder(self._with_label(x, y))
         loc, raw = out[..., : self.latent_dim], out[..., self.latent_dim :]
         if self.linear:
@@ -129,6 +147,9 @@ class VAE(GenerativeModel):
             return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
         if self.likelihood == "continuous_bernoulli":
             return dist.ContinuousBernoulli(logits=out, validate_args=False).to_event(1)
+        if self.likelihood == "categorical":
+            logits = out.reshape(*out.shape[:-1], self.data_dim, self.num_categories)
+            return dist.Categorical(logits=logits, validate_args=False).to_event(1)
         return dist.Normal(out, self.obs_scale.expand(self.data_dim)).to_event(1)
 
     def _reconstruction(self, z: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -140,6 +161,10 @@ class VAE(GenerativeModel):
         if self.likelihood == "gaussian":
             scale = self.obs_scale.expand(self.data_dim)
             return (-0.5 * ((x - out) / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+        if self.likelihood == "categorical":
+            logits = out.reshape(*out.shape[:-1], self.data_dim, self.num_categories)  # (..., N, D, C)
+            index = x.long().expand(logits.shape[:-1]).unsqueeze(-1)
+            return (logits.gather(-1, index).squeeze(-1) - logits.logsumexp(-1)).sum(-1)
         return dist.ContinuousBernoulli(logits=out, validate_args=False).to_event(1).log_prob(x)
 
     def _prior(self, shape: torch.Size, like: torch.Tensor) -> dist.Distribution:
@@ -224,18 +249,28 @@ class VAE(GenerativeModel):
         with torch.no_grad():
             _, y, _ = self._check(None, n, y)
             z = self._prior(torch.Size([n]), next(self.decoder.parameters())).sample()
-            return self.decode(z, y).sample()
+            return self.decode(z, y).sample().to(z.dtype)
 
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder mean at the encoder mean: ``E[x | z = μ_φ(x)]``."""
         with torch.no_grad():
             loc, _ = self.encode(self._check(x, None, y)[0], y)
-            return self.decode(loc, y).mean
+            decoded = self.decode(loc, y)
+            if self.likelihood == "categorical":  # expected level sum_c c p_c per coordinate
+                levels = torch.arange(self.num_categories, dtype=loc.dtype, device=loc.device)
+                return decoded.base_dist.probs @ levels
+            return decoded.mean
 
     # ------------------------------------------------------------- validation
     def _explain(self, x: torch.Tensor) -> None:
         if not torch.isfinite(x).all():
             raise DataError("Expected finite x, but got NaN or inf; drop or impute those rows first.")
+        if self.likelihood == "categorical":
+            raise DataError(
+                f"Expected integers in 0..{self.num_categories - 1} for likelihood='categorical', but got "
+                "non-integer or out-of-range values; quantise the data (e.g. x.round()) or raise "
+                "num_categories."
+            )
         if self.likelihood == "bernoulli":
             raise DataError(
                 "Expected binary data (0/1) for likelihood='bernoulli', but got other values; binarise "
@@ -255,6 +290,8 @@ class VAE(GenerativeModel):
                 valid = ((x == 0) | (x == 1)).all()
             elif self.likelihood == "continuous_bernoulli":
                 valid = ((x >= 0) & (x <= 1)).all()
+            elif self.likelihood == "categorical":
+                valid = ((x >= 0) & (x < self.num_categories) & (x == x.round())).all()
             else:
                 valid = torch.isfinite(x).all()
             if not valid:
@@ -289,7 +326,7 @@ class ConditionalVAE(VAE):
     samples with ``sample(n, y=3)``.
 
     Arguments:
-        data_dim, latent_dim, likelihood, hidden: as for :class:`VAE`.
+        data_dim, latent_dim, likelihood, hidden, num_categories: as for :class:`VAE`.
         num_classes: number of label values ``y ∈ {0, ..., num_classes − 1}``.
     """
 
@@ -300,7 +337,11 @@ class ConditionalVAE(VAE):
         latent_dim: int = 2,
         likelihood: str = "bernoulli",
         hidden: Sequence[int] = (256,),
+        *,
+        num_categories: int | None = None,
     ):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise OptionError(f"Expected num_classes >= 2, but got {num_classes!r}.")
-        super().__init__(data_dim, latent_dim, likelihood, hidden, num_classes=num_classes)
+        super().__init__(
+            data_dim, latent_dim, likelihood, hidden, num_classes=num_classes, num_categories=num_categories
+        )
