@@ -7,6 +7,9 @@ import torch
 
 matplotlib.use("Agg")
 os.environ.setdefault("PPGEN_FAST", "1")
+# The suite's tensors are small: one intra-op thread avoids thread hand-offs that dominate
+# (and, on a busy 2-core machine, slow small-tensor loops by an order of magnitude).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
