@@ -13,7 +13,7 @@ import torch
 
 from ppgen.core import as_model, global_latent_sites
 from ppgen.data import as_data
-from ppgen.errors import MethodError, OptionError, PpgenError
+from ppgen.errors import DataError, MethodError, OptionError, PpgenError
 from ppgen.inference import BACKENDS
 from ppgen.results import Fit
 
@@ -85,6 +85,8 @@ def fit(
         raise MethodError(f"{err} Methods that apply to this model: {usable}.") from None
     device = _device_for(method, options.pop("device", None))
     _check_data_parallel(method, backend)
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise OptionError(f"Expected a floating dtype such as torch.float64, but got {dtype!r}.")
     x, covariates = as_data(data, dtype=dtype)
     if dtype is None and model.is_bayesian and not list(model.parameters()):
         # A Bayesian story computes in its priors' dtype; float64 priors give float64 fits.
@@ -97,6 +99,8 @@ def fit(
     target = x.dtype if dtype is None and params else (dtype or x.dtype)
     if params and params[0].dtype != target:
         model = model.to(target)
+    if method in ("mle", "svi", "map", "mcmc") and model.is_bayesian:
+        _check_support(model, x, covariates)
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
@@ -171,6 +175,25 @@ def _fit_to_cpu(result: Fit) -> Fit:
     result.draws = cpu(result.draws) if result.draws is not None else None
     result.covariates = cpu(result.covariates)
     return result
+
+
+def _check_support(model, x, covariates) -> None:
+    """One validated trace of the story on the data, before any work: data outside the
+    likelihood's support or shape (non-binary rows for a Bernoulli, counts below 0) is a
+    DataError here rather than a Pyro ValueError from inside a backend."""
+    from pyro import poutine
+
+    try:
+        with torch.no_grad(), poutine.block(), pyro.validation_enabled(True):
+            poutine.trace(model.model).get_trace(x, **covariates).compute_log_prob()
+    except ValueError as err:
+        detail = " ".join(str(err).split())[:300]
+        raise DataError(
+            f"Expected data that {type(model).__name__} can observe at site 'x' (its shape and support), "
+            f"but Pyro refused it: {detail}"
+        ) from None
+    except Exception:  # noqa: BLE001 - anything else is the backend's to report
+        pass
 
 
 def _prior_dtype(model, x, covariates) -> torch.dtype | None:

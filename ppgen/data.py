@@ -264,6 +264,8 @@ def load(
         raise DataError(f"Expected split in {SPLITS}, but got {split!r}.")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise DataError(f"Expected a floating dtype such as torch.float64, but got {dtype!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DataError(f"Expected seed to be an integer, but got {seed!r}.")
     x, labels = _rows(entry, n)
     x = torch.as_tensor(_select_entry(entry, x, split, test_fraction, seed), dtype=dtype)
     if not return_labels:

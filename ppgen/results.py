@@ -16,9 +16,9 @@ import pyro
 import torch
 from pyro import poutine
 
-from ppgen.core import GenerativeModel, draw_log_likelihood
+from ppgen.core import GenerativeModel, _check_count, draw_log_likelihood
 from ppgen.data import as_data
-from ppgen.errors import FitFileError, ImplicitModelError, OptionError
+from ppgen.errors import DataError, FitFileError, ImplicitModelError, OptionError
 
 __all__ = ["Fit", "load"]
 
@@ -93,7 +93,10 @@ class Fit:
 
     def sample(self, n: int, seed: int | None = None, **covariates: Any) -> torch.Tensor:
         """``n`` draws from the fitted model (posterior predictive when Bayesian)."""
+        n = _check_count(n)
         if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
             pyro.set_rng_seed(seed)
         with torch.no_grad():
             draws = self.draws
@@ -209,6 +212,12 @@ class Fit:
             covariates = {**found, **covariates}
         else:
             x, _ = as_data(x, dtype=self._dtype())
+        trained = self.data
+        if isinstance(trained, torch.Tensor) and trained.ndim >= 1 and x.shape[1:] != trained.shape[1:]:
+            raise DataError(
+                f"Expected rows of shape {tuple(trained.shape[1:])} like the training data, but got "
+                f"{tuple(x.shape[1:])}."
+            )
         return x, covariates
 
     def _dtype(self) -> torch.dtype | None:

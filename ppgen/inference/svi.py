@@ -199,8 +199,14 @@ class SVI:
         batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
         n = x.shape[0]
         if auto is not None:
-            with torch.no_grad():
-                auto(x, **covariates)  # autoguides build their parameters lazily
+            try:
+                with torch.no_grad():
+                    auto(x, **covariates)  # autoguides build their parameters lazily
+            except NotImplementedError as err:  # e.g. a positive-definite support has no bijection
+                raise MethodError(
+                    f"Expected global latents whose support Pyro's autoguides can transform, but got: "
+                    f"{err}; use method='exact' (conjugate) instead."
+                ) from None
         params = list(model.parameters()) + (list(auto.parameters()) if auto is not None else [])
         if isinstance(guide, torch.nn.Module) and guide is not auto:
             params += [p for p in guide.parameters() if all(p is not q for q in params)]

@@ -199,6 +199,11 @@ class KDE(GenerativeModel):
                     else h * torch.logspace(math.log10(0.05), math.log10(3), 40)
                 )
                 h = self._cross_validate(x, shape_tril, grid.to(x.dtype))
+        if not math.isfinite(h) or not bool(torch.isfinite(shape_tril).all()):
+            raise DataError(
+                f"Expected data whose spread gives a finite bandwidth, but got h={h} (values up to "
+                f"{float(x.abs().max()):.3g} overflow the variance); standardise the data."
+            )
         self.points = x.detach().clone()
         self.scale_tril = h * shape_tril
         return {
