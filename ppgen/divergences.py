@@ -64,10 +64,17 @@ class FDivergence:
     domain: tuple[float, float]
     activation: Callable[[torch.Tensor], torch.Tensor]
     formula: str
+    #: ``f*(g_f(v))`` simplified by hand, stable where the composition under/overflows.
+    conjugate_of_activation: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def conjugate_at(self, v: torch.Tensor) -> torch.Tensor:
+        """``f*(g_f(v))`` for raw critic outputs ``v`` (the stable fused form where there is one)."""
+        fused = self.conjugate_of_activation
+        return fused(v) if fused is not None else self.conjugate(self.activation(v))
 
     def bound_terms(self, v_p: torch.Tensor, v_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample terms ``g_f(v)`` on P-samples and ``f*(g_f(v))`` on Q-samples."""
-        return self.activation(v_p), self.conjugate(self.activation(v_q))
+        return self.activation(v_p), self.conjugate_at(v_q)
 
 
 def _xlogx(u: torch.Tensor) -> torch.Tensor:
@@ -96,6 +103,7 @@ CATALOG: dict[str, FDivergence] = {
             domain=(-math.inf, 0.0),
             activation=lambda v: -torch.exp(-v),
             formula="KL(Q‖P) = ∫ q log(q/p)",
+            conjugate_of_activation=lambda v: v - 1,
         ),
         FDivergence(
             "js",
@@ -105,6 +113,7 @@ CATALOG: dict[str, FDivergence] = {
             domain=(-math.inf, LOG2 / 2),
             activation=lambda v: 0.5 * (LOG2 - F.softplus(-v)),
             formula="JS(P,Q) = ½ KL(P‖M) + ½ KL(Q‖M), M = (P+Q)/2",
+            conjugate_of_activation=lambda v: 0.5 * (F.softplus(v) - LOG2),
         ),
         FDivergence(
             "total_variation",
@@ -130,6 +139,7 @@ CATALOG: dict[str, FDivergence] = {
             domain=(-math.inf, 1.0),
             activation=lambda v: 1 - torch.exp(-v),
             formula="χ²_N(P‖Q) = ∫ (p − q)² / p",
+            conjugate_of_activation=lambda v: 2 - 2 * torch.exp(-v / 2),
         ),
         FDivergence(
             "hellinger",
@@ -138,6 +148,7 @@ CATALOG: dict[str, FDivergence] = {
             domain=(-math.inf, 1.0),
             activation=lambda v: 1 - torch.exp(-v),
             formula="H²(P,Q) = ∫ (√p − √q)²  (squared Hellinger, no ½)",
+            conjugate_of_activation=lambda v: torch.expm1(v),
         ),
         FDivergence(
             "gan",
@@ -147,6 +158,7 @@ CATALOG: dict[str, FDivergence] = {
             domain=(-math.inf, LOG2),
             activation=lambda v: LOG2 - F.softplus(-v),
             formula="D_GAN(P,Q) = 2 JS(P,Q) = (GAN value at the optimal discriminator) + log 4",
+            conjugate_of_activation=lambda v: F.softplus(v) - LOG2,
         ),
     ]
 }
@@ -191,9 +203,9 @@ def _probabilities(v: Any, label: str) -> torch.Tensor:
     v = torch.as_tensor(v, dtype=torch.float64)
     if v.ndim != 1 or not torch.isfinite(v).all() or (v < 0).any():
         raise DataError(f"Expected {label} as a 1-D vector of non-negative finite numbers, but got {v}.")
-    if abs(float(v.sum()) - 1.0) > 1e-8:
+    if abs(float(v.sum()) - 1.0) > 1e-6:
         raise DataError(f"Expected {label} to sum to 1, but it sums to {float(v.sum()):.6g}; normalise it.")
-    return v
+    return v / v.sum()  # float32 inputs sum to 1 only up to rounding
 
 
 def kl_gaussians(loc_p: Any, cov_p: Any, loc_q: Any, cov_q: Any) -> torch.Tensor:

@@ -65,6 +65,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+#: The recipe measured best for 2-D toy mixtures (benchmarks/gan_modes.py, 2-CPU machine): the
+#: published learning rates are too timid for a few thousand steps; a larger rate annealed
+#: linearly to 0 sharpens the modes (25-grid, non-saturating, seed 0: 73% high-quality samples
+#: vs 14% with the DCGAN defaults). Use as ``ppgen.fit(g, x, method="adversarial", **TOY_2D)``.
+TOY_2D: dict[str, Any] = dict(
+    steps=4000, batch_size=256, lr_g=1e-3, lr_d=1e-3, n_critic=1, lr_schedule="linear"
+)
+
+
 @dataclass
 class AdversarialConfig:
     """Options of the two-player loop; ``None`` means "the loss's published default"."""
@@ -79,6 +88,7 @@ class AdversarialConfig:
     gp_weight: float | None = None
     clip_value: float | None = None
     pack: int = 1
+    lr_schedule: str = "constant"
     eval_every: int = 500
     progress: bool = True
 
@@ -104,6 +114,10 @@ class AdversarialConfig:
             raise OptionError(f"Expected gp_weight >= 0, but got {self.gp_weight!r}.")
         if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
             raise OptionError(f"Expected betas as two numbers in [0, 1), but got {self.betas!r}.")
+        if self.lr_schedule not in ("constant", "linear"):
+            raise OptionError(
+                f"Expected lr_schedule in ('constant', 'linear'), but got {self.lr_schedule!r}."
+            )
         if self.batch_size % self.pack:
             raise OptionError(
                 f"Expected batch_size divisible by pack, but got batch_size={self.batch_size}, "
@@ -134,7 +148,7 @@ def player_losses(loss: str) -> tuple[Callable, Callable]:
         t_real, conj_fake = div.bound_terms(v_real, v_fake)
         return conj_fake.mean() - t_real.mean()
 
-    return f_critic_loss, lambda v_fake: -div.conjugate(div.activation(v_fake)).mean()
+    return f_critic_loss, lambda v_fake: -div.conjugate_at(v_fake).mean()
 
 
 def gradient_penalty(critic: Callable, real: torch.Tensor, fake: torch.Tensor, weight: float = 10.0):
@@ -182,7 +196,8 @@ class Adversarial:
 
     Options: ``loss`` (see :data:`LOSSES`), ``critic`` (any ``nn.Module`` mapping
     ``(N, pack·D) -> (N, 1)``; default a 3×256 MLP), ``steps``, ``batch_size``, ``n_critic``,
-    ``lr_g``, ``lr_d``, ``betas`` (``None`` = RMSprop), ``gp_weight``, ``clip_value``, ``pack``,
+    ``lr_g``, ``lr_d`` (``lr_g=0`` holds the generator fixed), ``betas`` (``None`` = RMSprop),
+    ``lr_schedule`` (``"constant"`` or ``"linear"`` decay to 0), ``gp_weight``, ``clip_value``, ``pack``,
     ``evaluate`` (``generator -> {name: float}``, run every ``eval_every`` steps and shown on
     the progress bar), ``progress``, ``seed``. ``fit.history`` is the generator loss per step,
     ``fit.extras["critic_history"]`` the critic's; ``fit.critic`` is the trained critic.
@@ -277,6 +292,12 @@ class _TwoPlayerLoop:
         self.d_params = [p for p in critic.parameters() if p.requires_grad]
         self.opt_g = _optimizer(self.g_params, config.lr_g, config.betas) if config.lr_g > 0 else None
         self.opt_d = _optimizer(self.d_params, config.lr_d, config.betas)
+        self.schedules = []
+        if config.lr_schedule == "linear":  # anneal both learning rates linearly to 0 over the run
+            decay = lambda step: max(0.0, 1.0 - step / config.steps)  # noqa: E731
+            self.schedules = [
+                torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (self.opt_g, self.opt_d) if o
+            ]
         self.g_history: list[float] = []
         self.d_history: list[float] = []
         self.evaluations: list[dict[str, float]] = []
@@ -340,6 +361,8 @@ class _TwoPlayerLoop:
                     self._critic_step(real, step)
                 if self.opt_g is not None:  # lr_g = 0: a fixed generator, the critic learns a density ratio
                     self._generator_step(real.shape[0], step)
+                for schedule in self.schedules:
+                    schedule.step()
                 if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                     shown = {"d": f"{self.d_history[-1]:.3g}"}
                     if self.g_history:
