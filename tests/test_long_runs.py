@@ -122,3 +122,16 @@ def test_resume_refuses_bad_files(tmp_path):
             ppgen.fit(Gaussian(dim=2), X, checkpoint=path, checkpoint_every=bad, **MLE)
     with pytest.raises(OptionError, match="resume"):
         ppgen.fit(Gaussian(dim=2), X, resume=3, **MLE)
+
+
+def test_ctrl_c_in_mcmc_returns_the_draws_so_far():
+    try:
+        fit = ppgen.fit(
+            _bayes(k=60), X, method="mcmc", num_samples=60, warmup_steps=30, jit_compile=False, progress=False
+        )
+    except KeyboardInterrupt:  # caught here: a KeyboardInterrupt reaching pytest stops the session
+        pytest.xfail(
+            "mcmc: Pyro's MCMC keeps its draws until run() returns, so Ctrl-C propagates with no partial "
+            "posterior; needs an MCMC(hook_fn=...) collector in ppgen/inference/mcmc.py (reported)"
+        )
+    assert fit.converged is False and 0 < fit.draws["loc"].shape[0] < 60
