@@ -12,21 +12,24 @@ from ppgen.models.conjugate import (
 from ppgen.models.empirical import Empirical
 from ppgen.models.factor import PPCA, FactorAnalysis
 from ppgen.models.flow import Flow
+from ppgen.models.gan import MLPCritic, MLPGenerator
 from ppgen.models.gaussian import Gaussian
-from ppgen.models.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture
 from ppgen.models.kde import KDE
+from ppgen.models.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture
 from ppgen.models.pushforward import Pushforward
 from ppgen.models.vae import VAE, ConditionalVAE
 
 __all__ = [
+    "Empirical",
+    "KDE",
+    "Pushforward",
     "MADE",
     "CharRNN",
     "Flow",
     "VAE",
     "ConditionalVAE",
-    "Empirical",
-    "KDE",
-    "Pushforward",
+    "MLPGenerator",
+    "MLPCritic",
     "Gaussian",
     "GaussianMixture",
     "BernoulliMixture",
