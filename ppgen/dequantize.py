@@ -77,14 +77,15 @@ def _scale(scale: float) -> float:
 
 
 def dequantize(
-    x: torch.Tensor, seed: int | torch.Generator | None = None, *, scale: float = 1.0
+    x: torch.Tensor, seed: int | torch.Generator | None = None, *, scale: float = 1.0, shift: float = 0.0
 ) -> torch.Tensor:
-    """Uniform dequantization ``y = scale · (x + u)``, ``u ~ U[0, 1)^D`` (one draw per entry).
+    """Uniform dequantization ``y = scale · (x + u) + shift``, ``u ~ U[0, 1)^D`` (one draw per entry).
 
     Arguments:
         x: integer levels, shape ``(N, D)`` (floating dtype).
         seed: an integer seed or a ``torch.Generator`` for reproducible noise (``None``: global RNG).
         scale: multiply after adding the noise, e.g. ``1 / 17`` to land in ``[0, 1)``.
+        shift: add last (centring costs no log-Jacobian).
 
     Example:
         >>> y = dequantize(torch.tensor([[0.0, 16.0]]), seed=0)
@@ -97,7 +98,7 @@ def dequantize(
     if generator is None and seed is not None:
         generator = torch.Generator().manual_seed(int(seed))
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-    return scale * (x + u)
+    return scale * (x + u) + float(shift)
 
 
 @dataclass(frozen=True)
@@ -126,17 +127,19 @@ def discrete_nll_bound(
     num_samples: int = 16,
     *,
     scale: float = 1.0,
+    shift: float = 0.0,
     seed: int = 0,
     chunk_size: int = 4096,
 ) -> DequantizedNLL:
     """Dequantized bound on the discrete NLL: ``E_u[-log p(s(x + u))] - D log s ≥ -log P(x)``.
 
     Arguments:
-        model: anything with ``log_prob(y) -> (N,)`` over ``y = scale · (x + u)`` (a model or a
+        model: anything with ``log_prob(y) -> (N,)`` over ``y = scale · (x + u) + shift`` (a model or a
             :class:`~ppgen.results.Fit`) — the space the model was trained in.
         x: integer levels, shape ``(N, D)``.
         num_samples: dequantization draws per row (≥ 2, for the standard error).
         scale: the rescaling used at training time; its log-Jacobian ``D log scale`` is added.
+        shift: the offset used at training time (no Jacobian).
         seed: seed of the noise.
         chunk_size: rows scored per ``log_prob`` call.
 
@@ -163,7 +166,7 @@ def discrete_nll_bound(
     draws = torch.empty(num_samples, n, dtype=torch.float64)
     with torch.no_grad():
         for j in range(num_samples):
-            y = dequantize(x, generator, scale=scale)
+            y = dequantize(x, generator, scale=scale, shift=shift)
             pieces = [model.log_prob(y[s : s + chunk_size]) for s in range(0, n, chunk_size)]
             draws[j] = -torch.cat(pieces).detach().double().cpu() - d * math.log(scale)
     if not torch.isfinite(draws).all():

@@ -123,6 +123,10 @@ class MADE(_Autoregressive):
         num_orderings: with ``K > 1`` the model is the uniform mixture of ``K`` orderings
             sharing one network (``log p = logsumexp_k log p_k - log K``), orderings drawn
             with ``seed``.
+        dropout: dropout rate on the hidden units, active only while training (module in
+            train mode *and* gradients enabled), so ``log_prob`` under ``torch.no_grad()`` or
+            after ``.eval()`` stays exact. For ``"categorical"`` the network reads
+            ``x / (num_categories - 1)``.
 
     Example:
         >>> import torch
@@ -141,9 +145,13 @@ class MADE(_Autoregressive):
         permutation: Sequence[int] | torch.Tensor | None = None,
         num_orderings: int = 1,
         seed: int = 0,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.dim = _check_positive("dim", dim)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise OptionError(f"Expected 0 <= dropout < 1, but got {dropout!r}.")
+        self.dropout = float(dropout)
         if likelihood not in LIKELIHOODS:
             raise OptionError(f"Expected likelihood in {list(LIKELIHOODS)}, but got {likelihood!r}.")
         if likelihood == "categorical":
@@ -196,11 +204,14 @@ class MADE(_Autoregressive):
     # ------------------------------------------------------------- the network
     def conditionals(self, x: torch.Tensor, ordering: int = 0) -> torch.Tensor:
         """Raw parameters of every ``p(x_i | x_<i)``, shape ``(N, D, num_outputs)``."""
-        h = x
+        h = x / (self.num_categories - 1) if self.likelihood == "categorical" else x
+        drop = self.dropout > 0 and self.training and torch.is_grad_enabled()
         for j, layer in enumerate(self.layers):
             h = nn.functional.linear(h, layer.weight * getattr(self, f"mask{j}")[ordering], layer.bias)
             if j < len(self.layers) - 1:
                 h = torch.relu(h)
+                if drop:
+                    h = nn.functional.dropout(h, self.dropout)
         return h.reshape(x.shape[0], self.num_outputs, self.dim).transpose(1, 2)
 
     def _conditional_dist(self, params: torch.Tensor, temperature: float = 1.0) -> dist.Distribution:
