@@ -1,0 +1,368 @@
+"""Run every side-by-side benchmark in benchmarks/ and collect the results in one report.
+
+Each benchmark script present (kde, em, fit_overhead, svi_overhead, nuts, gan_modes,
+adversarial_overhead, digits_nll) runs in its own process and writes
+``benchmarks/out/<name>.json``; this script then writes ``benchmarks/results.md`` (a table per
+benchmark, ratios included, plus machine info) and ``benchmarks/results.json``, and measures
+scaling curves — time vs n for EM (GaussianMixture, K=3, d=2, 10 iterations) and the KDE
+(n training points scored at n points: O(n²)) — with the fitted log–log slope, the peak memory
+at the largest n (VmHWM of a child process) and a plot ``benchmarks/out/scaling.png``.
+
+``--quick`` runs every benchmark at small sizes (a few minutes in all) to check the pipeline:
+its report goes to ``benchmarks/out/quick/`` and the full-size JSON files already in
+``benchmarks/out/`` are left as they were.
+
+Run: ``python benchmarks/run.py`` (full; tens of minutes on 2 cores) or ``--quick``;
+``--only kde em`` runs a subset, ``--no-scaling`` skips the curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+
+#: name -> (full-size arguments, quick arguments, quick environment, output JSON files)
+BENCHMARKS = {
+    "kde": ([], ["--n", "2000", "--repeat", "1"], {}, ["kde.json"]),
+    "em": ([], ["--sizes", "20000", "--repeats", "1"], {}, ["em.json"]),
+    "fit_overhead": ([], [], {"BENCH_STEPS": "200", "BENCH_REPEATS": "1"}, ["fit_overhead.json"]),
+    "svi_overhead": ([], ["--epochs", "2", "--repeats", "1"], {}, ["svi_overhead.json"]),
+    "nuts": ([], [], {"BENCH_WARMUP": "100", "BENCH_DRAWS": "100"}, ["nuts.json"]),
+    "gan_modes": (
+        [],
+        ["--fast", "--seeds", "0", "--datasets", "ring8", "--losses", "non_saturating"],
+        {},
+        ["gan_modes.json"],
+    ),
+    "adversarial_overhead": ([], ["--steps", "30", "--repeats", "1"], {}, ["adversarial_overhead.json"]),
+    "digits_nll": ([], ["--fast"], {}, ["digits_nll.json"]),
+}
+
+SCALING_N = {"em": [10_000, 30_000, 100_000, 300_000], "kde": [1_000, 2_000, 4_000, 8_000]}
+SCALING_N_QUICK = {"em": [2_000, 5_000, 10_000], "kde": [250, 500, 1_000]}
+
+
+# ------------------------------------------------------------------------- machine
+def machine_info() -> dict:
+    import pyro
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "platform": platform.platform(),
+    }
+    for package in ("numpy", "scipy", "sklearn", "numpyro", "jax"):
+        try:
+            info[package] = __import__(package).__version__
+        except ImportError:
+            info[package] = "not installed"
+    return info
+
+
+# ---------------------------------------------------------------------- benchmarks
+def run_benchmark(name: str, quick: bool, timeout: float) -> dict:
+    script = HERE / f"{name}.py"
+    full_args, quick_args, quick_env, outputs = BENCHMARKS[name]
+    if not script.exists():
+        return {"status": "missing", "seconds": 0.0}
+    env = {**os.environ, **(quick_env if quick else {})}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
+    command = [sys.executable, str(script), *(quick_args if quick else full_args)]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE.parent
+        )
+        status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+        tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+    except subprocess.TimeoutExpired:
+        status, tail = f"timeout after {timeout:.0f}s", []
+    record = {"status": status, "seconds": round(time.perf_counter() - start, 1), "command": command[1:]}
+    if status != "ok":
+        record["log_tail"] = tail
+    results = {}
+    for file in outputs:
+        path = OUT / file
+        if path.exists() and path.stat().st_mtime >= time.time() - (time.perf_counter() - start) - 1:
+            results[file] = json.loads(path.read_text())
+    record["results"] = results
+    return record
+
+
+# ------------------------------------------------------------------------- scaling
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _current_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def scaling_child(kind: str, n: int) -> dict:
+    """Time one EM fit (10 iterations) or one KDE fit + evaluation at size n, in this process."""
+    import torch
+
+    import ppgen
+    from ppgen.errors import ConvergenceWarning
+    from ppgen.models import KDE
+    from ppgen.models.mixture import GaussianMixture
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    x[: n // 3] += 4.0
+    import warnings
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    before = _current_rss_mib()
+    start = time.perf_counter()
+    if kind == "em":
+        ppgen.fit(
+            GaussianMixture(n_components=3, dim=2), x, method="em", max_iter=10, tol=0.0, progress=False
+        )
+    else:
+        fit = ppgen.fit(KDE(), x, method="exact")
+        fit.log_prob(x)
+    seconds = time.perf_counter() - start
+    return {"n": n, "seconds": seconds, "peak_extra_mib": _peak_rss_mib() - before}
+
+
+def scaling(quick: bool, out: Path) -> dict:
+    sizes = SCALING_N_QUICK if quick else SCALING_N
+    curves = {}
+    for kind, ns in sizes.items():
+        rows = []
+        for n in ns:
+            done = subprocess.run(
+                [sys.executable, __file__, "--scaling-child", kind, str(n)],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+            )
+            if done.returncode != 0:
+                rows.append({"n": n, "error": done.stderr.strip().splitlines()[-1:]})
+                break
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        good = [r for r in rows if "seconds" in r]
+        slope = None
+        if len(good) >= 2:
+            slope = float(
+                np.polyfit(np.log([r["n"] for r in good]), np.log([r["seconds"] for r in good]), 1)[0]
+            )
+        curves[kind] = {
+            "rows": rows,
+            "loglog_slope": slope,
+            "peak_extra_mib_at_largest_n": good[-1]["peak_extra_mib"] if good else None,
+            "what": "GaussianMixture K=3 d=2, 10 EM iterations"
+            if kind == "em"
+            else "KDE d=2: fit on n points + log_prob at the same n points",
+        }
+    _plot(curves, out / "scaling.png")
+    return curves
+
+
+def _plot(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for kind, curve in curves.items():
+        good = [r for r in curve["rows"] if "seconds" in r]
+        if not good:
+            continue
+        slope = curve["loglog_slope"]
+        label = f"{kind} (slope {slope:.2f})" if slope is not None else kind
+        ax.loglog([r["n"] for r in good], [r["seconds"] for r in good], "o-", label=label)
+    ax.set_xlabel("n")
+    ax.set_ylabel("seconds")
+    ax.set_title("time vs n (log-log)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -------------------------------------------------------------------------- report
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list)) for v in value):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def _flatten(row: dict) -> dict:
+    """One level of nested records as ``outer.inner`` columns (e.g. seconds per tool)."""
+    flat = {}
+    for key, value in row.items():
+        if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+            flat.update({f"{key}.{inner}": v for inner, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _table(rows: list[dict]) -> list[str]:
+    rows = [_flatten(row) for row in rows]
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k, v in row.items() if k not in keys and not isinstance(v, (dict, list))]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_fmt(row.get(k, "")) for k in keys) + " |" for row in rows]
+    return lines
+
+
+def _render(data, depth: int = 0) -> list[str]:
+    """Scalars as a key/value table, lists of records and dicts of records as tables."""
+    lines: list[str] = []
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        return _table(data) + [""]
+    if not isinstance(data, dict):
+        return [f"{_fmt(data)}", ""]
+    scalars = {k: v for k, v in data.items() if not isinstance(v, (dict, list)) or _is_flat_list(v)}
+    if scalars:
+        lines += (
+            ["| key | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in scalars.items()] + [""]
+        )
+    for key, value in data.items():
+        if key in scalars or depth > 2:
+            continue
+        lines.append(f"{'#' * min(6, 4 + depth)} {key}")
+        lines.append("")
+        if isinstance(value, dict) and value and all(not isinstance(v, (dict, list)) for v in value.values()):
+            lines += (
+                ["| name | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in value.items()] + [""]
+            )
+        else:
+            lines += _render(value, depth + 1)
+    return lines
+
+
+def _is_flat_list(value) -> bool:
+    return isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value)
+
+
+def write_report(machine: dict, runs: dict, curves: dict | None, out_md: Path, quick: bool) -> None:
+    lines = [
+        "# ppgen benchmarks" + (" (quick sizes: pipeline check, not for quoting)" if quick else ""),
+        "",
+        "Generated by `python benchmarks/run.py" + (" --quick" if quick else "") + "`.",
+        "",
+        "## Machine",
+        "",
+        "| key | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in machine.items()]
+    lines += ["", "## Runs", "", "| benchmark | status | seconds |", "|---|---|---|"]
+    lines += [f"| {name} | {r['status']} | {r['seconds']} |" for name, r in runs.items()]
+    lines.append("")
+    for name, record in runs.items():
+        if not record.get("results"):
+            continue
+        lines += [f"## {name}", ""]
+        for file, data in record["results"].items():
+            lines += [f"### {file}", ""]
+            lines += _render(data)
+    if curves:
+        lines += ["## Scaling (time vs n, log-log; see out/scaling.png)", ""]
+        lines += [
+            "| model | what | n | seconds | slope | peak extra MiB at largest n |",
+            "|---|---|---|---|---|---|",
+        ]
+        for kind, curve in curves.items():
+            for row in curve["rows"]:
+                slope = curve["loglog_slope"]
+                seconds = _fmt(row.get("seconds", row.get("error")))
+                slope_text = _fmt(slope) if slope is not None else ""
+                peak = _fmt(curve["peak_extra_mib_at_largest_n"])
+                lines.append(f"| {kind} | {curve['what']} | {row['n']} | {seconds} | {slope_text} | {peak} |")
+        lines.append("")
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes; report in benchmarks/out/quick/")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the scaling curves")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds per benchmark (default 3600, quick 600)"
+    )
+    parser.add_argument("--scaling-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.scaling_child:
+        print(json.dumps(scaling_child(args.scaling_child[0], int(args.scaling_child[1]))))
+        return 0
+    timeout = args.timeout or (600 if args.quick else 3600)
+    OUT.mkdir(exist_ok=True)
+    report_dir = OUT / "quick" if args.quick else HERE
+    figure_dir = OUT / "quick" if args.quick else OUT
+    # --quick must not overwrite full-size results already in out/: keep them and put them back.
+    saved = {p: p.read_bytes() for p in OUT.glob("*.json")} if args.quick else {}
+    runs = {}
+    try:
+        for name in args.only or list(BENCHMARKS):
+            print(f"[run] {name} ...", flush=True)
+            runs[name] = run_benchmark(name, args.quick, timeout)
+            print(f"[run] {name}: {runs[name]['status']} in {runs[name]['seconds']}s", flush=True)
+    finally:
+        if args.quick:
+            for path in OUT.glob("*.json"):
+                if path not in saved:
+                    path.unlink()
+            for path, blob in saved.items():
+                path.write_bytes(blob)
+    curves = None if args.no_scaling else scaling(args.quick, figure_dir)
+    machine = machine_info()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine, "quick": args.quick, "benchmarks": runs, "scaling": curves}
+    (report_dir / "results.json").write_text(json.dumps(payload, indent=2, default=str))
+    write_report(machine, runs, curves, report_dir / "results.md", args.quick)
+    print(f"wrote {report_dir / 'results.md'} and {report_dir / 'results.json'}")
+    failed = [n for n, r in runs.items() if r["status"] not in ("ok", "missing")]
+    if failed:
+        print(f"failed: {failed}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
