@@ -153,3 +153,24 @@ def test_dequantize_range_and_errors():
         dequantize(x, scale=0.0)
     with pytest.raises(OptionError, match="num_samples"):
         discrete_nll_bound(Gaussian(64), x, num_samples=1)
+
+
+def test_made_dropout_only_while_training_and_ensemble_is_a_pmf():
+    from ppgen.chapters.pixels import made_ensemble_log_prob
+
+    torch.manual_seed(0)
+    states = torch.tensor(list(itertools.product(range(17), repeat=2)), dtype=torch.float32)
+    models = [
+        MADE(2, (32,), "categorical", num_categories=17, permutation=order, dropout=0.5)
+        for order in ([0, 1], [1, 0])
+    ]
+    made = models[0]
+    with torch.no_grad():  # train mode, but no gradients: exact and deterministic
+        assert torch.equal(made.log_prob(states), made.log_prob(states))
+    noisy = made.log_prob(states[:20])  # train mode with gradients: dropout is on
+    assert not torch.allclose(noisy, made.log_prob(states[:20]))
+    made.eval()
+    assert torch.allclose(made.log_prob(states[:20]), made.log_prob(states[:20]))
+    assert_close(made_ensemble_log_prob(models, states).logsumexp(0), 0.0, atol=1e-5)
+    with pytest.raises(OptionError, match="dropout"):
+        MADE(2, dropout=1.0)
