@@ -29,6 +29,7 @@ __all__ = ["CHAPTERS", "TourContext", "run_tour"]
 
 #: (key, title, module) in the order of the source text.
 CHAPTERS: list[tuple[str, str, str]] = [
+    ("zoo", "The model zoo: every model × every method, one data set", "ppgen.chapters.zoo"),
     ("data", "From a dataset to a distribution", "ppgen.chapters.basics"),
     ("kde", "Density estimation: MLE and KDE", "ppgen.chapters.kde"),
     ("bayes", "Likelihood, posterior and MLE vs Bayes", "ppgen.chapters.bayes"),

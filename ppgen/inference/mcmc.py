@@ -117,6 +117,15 @@ class MCMCBackend:
                 f"Expected latent global sites for method='mcmc', but {type(model).__name__}'s story has "
                 "none (no priors); give priors with ppgen.bayesian."
             )
+        for name, site in sites.items():
+            try:
+                torch.distributions.biject_to(site["fn"].support)
+            except NotImplementedError:
+                raise MethodError(
+                    f"Expected global latents that NUTS can move in an unconstrained space, but site "
+                    f"{name!r} has support {site['fn'].support} with no bijection; use method='exact' "
+                    "(conjugate) or reparameterise it (e.g. a Cholesky factor)."
+                ) from None
         seed = int(options.get("seed") or 0)
         progress = bool(options.get("progress", True))
         start = time.perf_counter()
