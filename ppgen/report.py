@@ -117,6 +117,8 @@ def run_tour(
         results[key] = ctx.numbers
         zoo.extend(ctx.zoo)
     zoo_frame = pd.DataFrame([row.__dict__ for row in zoo])
+    if not zoo_frame.empty:
+        zoo_frame = zoo_frame.sort_values("data", kind="stable")  # one block per data set
     results["model_zoo"] = zoo_frame.to_dict(orient="records")
     results["machine"] = _machine()
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
