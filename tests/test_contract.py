@@ -91,9 +91,9 @@ KNOWN_BUGS = {
         "with MethodError (was NotImplementedError) but applicable_methods still lists svi",
     ),
     ("normal_inverse_wishart", "mcmc"): (
-        NotImplementedError,
-        "NUTS cannot transform the covariance's positive_definite support "
-        "(NotImplementedError, not a PpgenError) although applicable_methods lists mcmc",
+        MethodError,
+        "NUTS cannot transform the covariance's positive_definite support; mcmc refuses it with "
+        "MethodError (since 4b297e1) but applicable_methods still lists mcmc",
     ),
 }
 
