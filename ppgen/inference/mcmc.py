@@ -41,7 +41,10 @@ def _frozen(model: GenerativeModel):
 
 
 def _run_chain(model, x, covariates, options, seed, progress):
-    """One chain; returns (samples {site: (draws, ...)}, diverging (draws,), accept_prob mean)."""
+    """One chain; returns (samples {site: (draws, ...)}, diverging (draws,), interrupted).
+
+    Ctrl-C during sampling keeps the draws so far (Pyro's MCMC only hands them over when
+    run() returns, so a hook collects them as they come); during warmup it propagates."""
     torch.set_num_threads(1)
     pyro.set_rng_seed(seed)
     kernel_cls = NUTS if options.get("kernel", "nuts") == "nuts" else HMC
@@ -52,6 +55,16 @@ def _run_chain(model, x, covariates, options, seed, progress):
         kwargs["step_size"] = options.get("step_size", 0.1)
         kwargs["num_steps"] = options.get("num_leapfrog_steps", 10)
     jit = options.get("jit_compile", True)
+    kept: list[dict] = []
+
+    def keep(kernel, params, stage, i):  # constrained values of each post-warmup draw
+        if stage.startswith("Sample"):
+            transforms = getattr(kernel, "transforms", None) or {}
+            kept.append(
+                {k: (transforms[k].inv(v) if k in transforms else v).detach() for k, v in params.items()}
+            )
+
+    interrupted = False
     with _frozen(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for attempt_jit in (True, False) if jit else (False,):
@@ -61,19 +74,29 @@ def _run_chain(model, x, covariates, options, seed, progress):
                 num_samples=options.get("num_samples", 1000),
                 warmup_steps=options.get("warmup_steps", 500),
                 disable_progbar=not progress,
+                hook_fn=keep,
             )
+            kept.clear()
             try:
                 mcmc.run(x, **covariates)
                 break
             except RuntimeError:
                 if not attempt_jit:
                     raise
+            except KeyboardInterrupt:
+                if not kept:
+                    raise
+                interrupted = True
+                break
+    if interrupted:
+        samples = {k: torch.stack([draw[k] for draw in kept]) for k in kept[0]}
+        return samples, np.zeros(len(kept), dtype=bool), True
     samples = {k: v.detach() for k, v in mcmc.get_samples().items()}
     diverging = np.zeros(next(iter(samples.values())).shape[0], dtype=bool)
     divergences = mcmc.diagnostics().get("divergences", {})
     for idx in divergences.get("chain 0", []):
         diverging[idx] = True
-    return samples, diverging
+    return samples, diverging, False
 
 
 def _chain_worker(args):
@@ -134,7 +157,15 @@ class MCMCBackend:
             with mp.get_context("fork").Pool(min(num_chains, mp.cpu_count())) as pool:
                 results = pool.map(_chain_worker, jobs)
         else:
-            results = [_run_chain(*job) for job in jobs]
+            results = []
+            for job in jobs:
+                results.append(_run_chain(*job))
+                if results[-1][2]:
+                    break  # Ctrl-C: keep the chains (and draws) so far
+        interrupted = any(r[2] for r in results)
+        if interrupted:  # equal lengths across chains: the shortest one's
+            keep = min(len(r[1]) for r in results)
+            results = [({k: v[:keep] for k, v in r[0].items()}, r[1][:keep], r[2]) for r in results]
         by_chain = {k: torch.stack([r[0][k] for r in results]) for k in results[0][0]}  # (C, S, ...)
         diverging = np.stack([r[1] for r in results])
         draws = {k: v.reshape(-1, *v.shape[2:]) for k, v in by_chain.items()}
@@ -151,7 +182,9 @@ class MCMCBackend:
             covariates=covariates,
             n_train=x.shape[0],
         )
-        fit.converged = bool(_max_rhat(posterior) < 1.05) if num_chains > 1 else True
+        fit.converged = bool(_max_rhat(posterior) < 1.05) if len(results) > 1 else True
+        if interrupted:
+            fit.converged = False
         fit.extras["divergences"] = int(diverging.sum())
         return fit
 
