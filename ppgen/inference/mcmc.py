@@ -99,8 +99,13 @@ def _run_chain(model, x, covariates, options, seed, progress):
     return samples, diverging, False
 
 
-def _chain_worker(args):
-    return _run_chain(*args)
+#: Jobs of the running parallel fit; forked workers inherit them, so nothing is pickled on the
+#: way in (a model with lambda priors, e.g. the conjugate ones, cannot be pickled).
+_JOBS: list = []
+
+
+def _chain_worker(index: int):
+    return _run_chain(*_JOBS[index])
 
 
 class MCMCBackend:
@@ -154,8 +159,12 @@ class MCMCBackend:
         start = time.perf_counter()
         jobs = [(model, x, covariates, options, seed + c, progress and c == 0) for c in range(num_chains)]
         if num_chains > 1 and options.get("parallel", True):
-            with mp.get_context("fork").Pool(min(num_chains, mp.cpu_count())) as pool:
-                results = pool.map(_chain_worker, jobs)
+            _JOBS[:] = jobs
+            try:
+                with mp.get_context("fork").Pool(min(num_chains, mp.cpu_count())) as pool:
+                    results = pool.map(_chain_worker, range(num_chains))
+            finally:
+                _JOBS.clear()
         else:
             results = []
             for job in jobs:
