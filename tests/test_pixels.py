@@ -174,3 +174,13 @@ def test_made_dropout_only_while_training_and_ensemble_is_a_pmf():
     assert_close(made_ensemble_log_prob(models, states).logsumexp(0), 0.0, atol=1e-5)
     with pytest.raises(OptionError, match="dropout"):
         MADE(2, dropout=1.0)
+
+
+def test_each_ordering_of_a_made_is_a_pmf_and_log_prob_is_their_mixture():
+    torch.manual_seed(0)
+    made = MADE(2, (16,), "categorical", num_categories=17, num_orderings=3, seed=1)
+    states = torch.tensor(list(itertools.product(range(17), repeat=2)), dtype=torch.float32)
+    with torch.no_grad():
+        per_ordering = torch.stack([made.conditional_log_prob(states, k) for k in range(3)])  # (3, 289)
+        assert_close(per_ordering.logsumexp(1), torch.zeros(3), atol=1e-5)
+        assert_close(made.log_prob(states), per_ordering.logsumexp(0) - math.log(3), atol=1e-5)

@@ -223,11 +223,16 @@ class MADE(_Autoregressive):
             return dist.Normal(params[..., 0], scale * temperature)
         return dist.Categorical(logits=params / temperature)
 
+    def conditional_log_prob(self, x: torch.Tensor, ordering: int = 0) -> torch.Tensor:
+        """``log p_k(x)`` under ordering ``k`` alone, shape ``(N,)`` (no data check; one network pass).
+
+        Training on a random ordering per minibatch (order-agnostic training) uses this; the
+        model's ``log_prob`` is the mixture ``logsumexp_k log p_k(x) - log K``.
+        """
+        return self._conditional_dist(self.conditionals(x, ordering)).log_prob(x).sum(-1)
+
     def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        terms = [
-            self._conditional_dist(self.conditionals(x, k)).log_prob(x).sum(-1)
-            for k in range(self.num_orderings)
-        ]
+        terms = [self.conditional_log_prob(x, k) for k in range(self.num_orderings)]
         if self.num_orderings == 1:
             return terms[0]
         return torch.logsumexp(torch.stack(terms), 0) - math.log(self.num_orderings)
