@@ -431,3 +431,28 @@ def _vectorised_log_likelihood(model, x, draws, covariates, total) -> torch.Tens
     if log_lik.shape != (total, x.shape[0]):
         return None
     return log_lik
+
+
+def untransformable_priors(model: GenerativeModel) -> dict[str, Any]:
+    """Global latents whose support has no bijection to an unconstrained space.
+
+    NUTS and Pyro's Normal-family autoguides need ``biject_to(support)``; a positive-definite
+    matrix site has none. Found from the prior (a story run with ``n=2``), so backends can
+    refuse such a model before any work. Stories that cannot run without data report none.
+    """
+    if not model.is_bayesian:
+        return {}
+    try:
+        with torch.no_grad(), poutine.block():
+            trace = poutine.trace(model.model).get_trace(n=2)
+    except Exception:  # noqa: BLE001 - a story that needs data is checked at fit time instead
+        return {}
+    found = {}
+    for name, site in prune_subsample_sites(trace).nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or in_data_plate(site):
+            continue
+        try:
+            torch.distributions.biject_to(site["fn"].support)
+        except NotImplementedError:
+            found[name] = site["fn"].support
+    return found

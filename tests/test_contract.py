@@ -84,18 +84,7 @@ def _pairs():
 
 
 #: Real bugs the contract found, reported to the owners; strict xfail so a fix is noticed.
-KNOWN_BUGS = {
-    ("normal_inverse_wishart", "svi"): (
-        MethodError,
-        "AutoNormal cannot transform the covariance's positive_definite support; svi now refuses it "
-        "with MethodError (was NotImplementedError) but applicable_methods still lists svi",
-    ),
-    ("normal_inverse_wishart", "mcmc"): (
-        MethodError,
-        "NUTS cannot transform the covariance's positive_definite support; mcmc refuses it with "
-        "MethodError (since 4b297e1) but applicable_methods still lists mcmc",
-    ),
-}
+KNOWN_BUGS = {}
 
 PAIRS, UNSUPPORTED = _pairs()
 

@@ -71,6 +71,11 @@ class EM:
         check_options(options, self.options, self.name)
         if covariates:
             raise MethodError("Expected plain data for method='em', but got covariates.")
+        if not torch.isfinite((x.double() ** 2).sum()):
+            raise DataError(
+                "Expected data whose squared distances are finite (|x| below ~1e150), but got values so "
+                "large that they overflow; standardise the data first."
+            )
         max_iter = options.get("max_iter", 100)
         tol = options.get("tol", 1e-3)
         n_init = options.get("n_init", 1)

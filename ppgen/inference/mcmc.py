@@ -18,7 +18,7 @@ import pyro
 import torch
 from pyro.infer import HMC, MCMC, NUTS
 
-from ppgen.core import GenerativeModel, global_latent_sites
+from ppgen.core import GenerativeModel, global_latent_sites, untransformable_priors
 from ppgen.errors import MethodError, OptionError
 from ppgen.results import Fit, check_options, inference_data
 
@@ -126,6 +126,13 @@ class MCMCBackend:
     }
 
     def check(self, model: GenerativeModel) -> None:
+        bad = untransformable_priors(model)
+        if bad:
+            raise MethodError(
+                f"Expected global latents that NUTS can move in an unconstrained space, but "
+                f"{sorted(bad)} have supports without a bijection ({list(bad.values())}); use "
+                "method='exact' (conjugate) or reparameterise them (e.g. a Cholesky factor)."
+            )
         if not model.is_bayesian and type(model).__name__ != "PyroProgram":
             raise MethodError(
                 f"Expected a model with priors for method='mcmc', but {type(model).__name__} has none; "

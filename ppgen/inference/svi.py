@@ -19,7 +19,13 @@ import torch
 from pyro import poutine
 from pyro.infer import RenyiELBO, Trace_ELBO, TraceEnum_ELBO
 
-from ppgen.core import GenerativeModel, PyroProgram, global_latent_sites, in_data_plate
+from ppgen.core import (
+    GenerativeModel,
+    PyroProgram,
+    global_latent_sites,
+    in_data_plate,
+    untransformable_priors,
+)
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.loop import Minibatches, TrainConfig, train
 from ppgen.results import Fit, check_options, inference_data
@@ -128,6 +134,12 @@ class SVI:
 
     def check(self, model: GenerativeModel) -> None:
         _check_trainable(model, self.name)
+        bad = untransformable_priors(model)
+        if bad:
+            raise MethodError(
+                f"Expected global latents that Pyro's Normal autoguides can transform, but {sorted(bad)} "
+                f"have supports without a bijection ({list(bad.values())}); use method='exact' or 'map'."
+            )
 
     def fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         check_options(options, self.options, self.name)

@@ -367,6 +367,8 @@ class DirichletCategorical(_Conjugate):
     @pyro_method
     def model(self, x=None, n=None):
         probs = self.probs
+        if x is not None and x.ndim == 2 and x.shape[1] == 1:
+            x = x[:, 0]  # a column of codes, as read from a CSV file
         with self.data_plate(x, n):
             return pyro.sample("x", dist.Categorical(probs), obs=x)
 
@@ -388,9 +390,18 @@ class DirichletCategorical(_Conjugate):
         return ConjugatePosterior(
             hyper={"alpha": a},
             marginals={"probs": marginal},
-            predictive=dist.Categorical(a / a.sum()),
+            predictive=_Codes(a / a.sum()),
             draw=lambda num: {"probs": marginal.sample((num,))},
         )
+
+
+class _Codes(dist.Categorical):
+    """A categorical predictive that also scores codes given as an ``(N, 1)`` column."""
+
+    def log_prob(self, value):
+        if value.ndim == 2 and value.shape[1] == 1:
+            value = value[:, 0]
+        return super().log_prob(value)
 
 
 class GammaPoisson(_Conjugate):
