@@ -169,6 +169,11 @@ class Flow(GenerativeModel):
         with torch.no_grad():
             return self.forward(self.base().sample((_check_count(n),)))
 
+    def rsample(self, n: int) -> torch.Tensor:
+        """Reparameterised draws ``x = f(z)``: differentiable in the flow's parameters, so the
+        flow can be trained adversarially (``method="adversarial"``) as well as by MLE."""
+        return self.forward(self.base().rsample((_check_count(n),)))
+
     def _check(self, x: torch.Tensor | None) -> None:
         if x is None:
             return
