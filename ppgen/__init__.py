@@ -10,7 +10,7 @@ and compare the answers::
 
 __version__ = "0.1.0"
 
-from ppgen import data, models  # noqa: E402
+from ppgen import data, divergences, metrics, models  # noqa: E402
 from ppgen.api import applicable_methods, compare, fit, methods  # noqa: E402
 from ppgen.core import GenerativeModel, ImplicitModel, as_model, bayesian  # noqa: E402
 from ppgen.errors import (  # noqa: E402
@@ -45,5 +45,7 @@ __all__ = [
     "FitFileError",
     "ConvergenceWarning",
     "data",
+    "divergences",
+    "metrics",
     "models",
 ]
