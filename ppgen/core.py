@@ -456,3 +456,17 @@ def untransformable_priors(model: GenerativeModel) -> dict[str, Any]:
         except NotImplementedError:
             found[name] = site["fn"].support
     return found
+
+
+def check_categories(likelihood: str, num_categories: int | None) -> int | None:
+    """``num_categories`` is required (≥ 2) with ``likelihood="categorical"`` and refused otherwise."""
+    if likelihood == "categorical":
+        if isinstance(num_categories, bool) or not isinstance(num_categories, int) or num_categories < 2:
+            raise OptionError(
+                f"Expected num_categories >= 2 for likelihood='categorical', but got {num_categories!r}."
+            )
+    elif num_categories is not None:
+        raise OptionError(
+            f"Expected num_categories only with likelihood='categorical', but got likelihood={likelihood!r}."
+        )
+    return num_categories

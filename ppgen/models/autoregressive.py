@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.distributions import constraints
 
-from ppgen.core import GenerativeModel, _check_count, pyro_method
+from ppgen.core import GenerativeModel, _check_count, check_categories, pyro_method
 from ppgen.errors import DataError, OptionError
 
 __all__ = ["MADE", "CharRNN", "SequenceDistribution", "first_names", "LIKELIHOODS"]
@@ -154,16 +154,7 @@ class MADE(_Autoregressive):
         self.dropout = float(dropout)
         if likelihood not in LIKELIHOODS:
             raise OptionError(f"Expected likelihood in {list(LIKELIHOODS)}, but got {likelihood!r}.")
-        if likelihood == "categorical":
-            if isinstance(num_categories, bool) or not isinstance(num_categories, int) or num_categories < 2:
-                raise OptionError(
-                    f"Expected num_categories >= 2 for likelihood='categorical', but got {num_categories!r}."
-                )
-        elif num_categories is not None:
-            raise OptionError(
-                "Expected num_categories only with likelihood='categorical', but got "
-                f"likelihood={likelihood!r}."
-            )
+        check_categories(likelihood, num_categories)
         self.likelihood, self.num_categories = likelihood, num_categories
         self.num_outputs = LIKELIHOODS[likelihood](num_categories or 0)
         hidden = [_check_positive("hidden width", h) for h in hidden]

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.distributions import constraints
 
-from ppgen.core import GenerativeModel, PyroParam, _check_count, pyro_method
+from ppgen.core import GenerativeModel, PyroParam, _check_count, check_categories, pyro_method
 from ppgen.errors import DataError, OptionError
 
 __all__ = ["VAE", "ConditionalVAE", "VAE_LIKELIHOODS"]
@@ -90,16 +90,7 @@ class VAE(GenerativeModel):
                 raise OptionError(f"Expected {name} to be a positive integer, but got {value!r}.")
         if likelihood not in VAE_LIKELIHOODS:
             raise OptionError(f"Expected likelihood in {VAE_LIKELIHOODS}, but got {likelihood!r}.")
-        if likelihood == "categorical":
-            if isinstance(num_categories, bool) or not isinstance(num_categories, int) or num_categories < 2:
-                raise OptionError(
-                    f"Expected num_categories >= 2 for likelihood='categorical', but got {num_categories!r}."
-                )
-        elif num_categories is not None:
-            raise OptionError(
-                "Expected num_categories only with likelihood='categorical', but got "
-                f"likelihood={likelihood!r}."
-            )
+        check_categories(likelihood, num_categories)
         self.num_categories = num_categories
         if linear and likelihood != "gaussian":
             raise OptionError(
