@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -94,8 +95,8 @@ def _digits(ctx: TourContext, plt) -> None:
     with torch.no_grad():
         vae_samples = vae.decode(torch.randn(10, 16)).mean
     for c in range(10):
-        axes[0, c].imshow(samples[c].reshape(8, 8), cmap="gray_r")
-        axes[1, c].imshow(vae_samples[c].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+        axes[0, c].imshow(np.asarray(samples[c].reshape(8, 8)), cmap="gray_r")
+        axes[1, c].imshow(np.asarray(vae_samples[c].reshape(8, 8)), cmap="gray_r", vmin=0, vmax=1)
         axes[0, c].axis("off")
         axes[1, c].axis("off")
     ctx.figure(fig, "MADE samples (top) and VAE decoder means for z ~ N(0, I) (bottom)")
@@ -162,7 +163,9 @@ def _flow(ctx: TourContext, plt) -> None:
     )
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
     side = ticks.numel()
-    axes[0].imshow(density.reshape(side, side).T, origin="lower", extent=(-4, 4, -4, 4), cmap="magma")
+    axes[0].imshow(
+        np.asarray(density.reshape(side, side).T), origin="lower", extent=(-4, 4, -4, 4), cmap="magma"
+    )
     axes[0].set_title("learned density")
     with torch.no_grad():
         axes[1].scatter(*flow.sample(800).T, s=3, alpha=0.5)

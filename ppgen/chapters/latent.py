@@ -118,7 +118,7 @@ def run(ctx: TourContext) -> None:
         )
         fig, axes = plt.subplots(1, 10, figsize=(12, 1.5))
         for ax, k in zip(axes, bern.params["pi"].argsort(descending=True)):
-            ax.imshow(bern.params["probs"][k].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+            ax.imshow(bern.params["probs"][k].reshape(8, 8).numpy(), cmap="gray_r", vmin=0, vmax=1)
             ax.set(xticks=[], yticks=[])
         ctx.figure(
             fig, f"Bernoulli mixture components (K=10), held-out NLL {-bern.score(bin_test):.1f} nats/image"
