@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ppgen import divergences
+from ppgen import distributed, divergences
 from ppgen.core import GenerativeModel
 from ppgen.errors import DataError, MethodError, NonFiniteLossError, OptionError
 from ppgen.inference.loop import Minibatches
@@ -205,6 +205,9 @@ class Adversarial:
     ``fit.extras["critic_history"]`` the critic's; ``fit.critic`` is the trained critic.
     """
 
+    #: Trains data-parallel under torchrun (see :class:`_TwoPlayerLoop`).
+    data_parallel = True
+
     name = "adversarial"
     options = set(AdversarialConfig.__dataclass_fields__) | {"critic", "evaluate", "seed"}
 
@@ -303,6 +306,19 @@ class _TwoPlayerLoop:
         self.g_history: list[float] = []
         self.d_history: list[float] = []
         self.evaluations: list[dict[str, float]] = []
+        # Data-parallel (torchrun): both players start from rank 0's weights, every rank draws its
+        # own noise, and each player's gradients are averaged over ranks before its step.
+        self.data_parallel = distributed.is_distributed()
+        if self.data_parallel:
+            distributed.broadcast_parameters(self.g_params + self.d_params)
+            torch.manual_seed(torch.initial_seed() + distributed.rank())
+
+    def _synchronise(self, loss: torch.Tensor, params) -> float:
+        value = float(loss.detach())
+        if self.data_parallel:
+            distributed.average_gradients(params)
+            value = distributed.average_value(value)
+        return value
 
     def _pack(self, x: torch.Tensor) -> torch.Tensor:
         m = self.config.pack
@@ -332,13 +348,14 @@ class _TwoPlayerLoop:
             loss = loss + gradient_penalty(self.critic, real_p, fake_p, cfg.gp_weight)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
-        self._guard(float(loss.detach()), self.d_params, "critic", step)
+        value = self._synchronise(loss, self.d_params)
+        self._guard(value, self.d_params, "critic", step)
         self.opt_d.step()
         if cfg.loss == "wgan":
             with torch.no_grad():
                 for p in self.d_params:
                     p.clamp_(-cfg.clip_value, cfg.clip_value)
-        self.d_history.append(float(loss.detach()))
+        self.d_history.append(value)
 
     def _generator_step(self, batch: int, step: int) -> None:
         self.critic.requires_grad_(False)
@@ -348,9 +365,10 @@ class _TwoPlayerLoop:
             loss.backward()
         finally:
             self.critic.requires_grad_(True)
-        self._guard(float(loss.detach()), self.g_params, "generator", step)
+        value = self._synchronise(loss, self.g_params)
+        self._guard(value, self.g_params, "generator", step)
         self.opt_g.step()
-        self.g_history.append(float(loss.detach()))
+        self.g_history.append(value)
 
     def run(self, batches: Minibatches) -> bool:
         """Train for ``config.steps`` generator steps; return True when interrupted (Ctrl-C)."""
