@@ -21,3 +21,9 @@ def _fresh_pyro_state():
     dtype = torch.get_default_dtype()
     yield
     torch.set_default_dtype(dtype)
+
+
+@pytest.fixture
+def float64_default():
+    """Build models and data in float64 (the autouse fixture above restores the dtype)."""
+    torch.set_default_dtype(torch.float64)

@@ -12,16 +12,6 @@ from ppgen.models import Gaussian, MLPCritic, MLPGenerator
 from tests.common import assert_close
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These networks are tiny: one thread avoids oversubscription on a shared 2-core machine
-    (measured there: 12 ms per step with one thread vs 109 ms with two under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_every_catalog_divergence_is_a_loss():
     assert {f"f:{n}" for n in ppgen.divergences.names()} <= set(LOSSES)
     for name in ("minimax", "non_saturating", "wgan", "wgan_gp", "hinge"):

@@ -16,15 +16,6 @@ from ppgen.models import BernoulliMixture, FactorAnalysis, Gaussian, GaussianMix
 from tests.common import assert_close
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and on a shared 2-core machine far faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def mixture_data(n, dim, k, seed):
     rng = np.random.default_rng(seed)
     centers = rng.normal(scale=3, size=(k, dim))

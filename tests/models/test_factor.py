@@ -15,15 +15,6 @@ from ppgen.models import PPCA, FactorAnalysis
 from tests.common import assert_close
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and on a shared 2-core machine far faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def factor_data(n=400, d=6, q=2, seed=1):
     rng = np.random.default_rng(seed)
     W = rng.normal(size=(d, q))

@@ -13,15 +13,6 @@ from tests.common import assert_close
 COUPLED = ["spline_coupling", "affine_coupling", "maf", "nsf"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: one intra-op thread is many times faster on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _flow(transform, dim=3, perturb=0.3, **kwargs):
     """A float64 flow whose weights are redrawn as perturb·N(0, 1) (it starts near the identity,
     which would make the Jacobian and inverse checks too easy)."""

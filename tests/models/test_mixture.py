@@ -20,15 +20,6 @@ from ppgen.models.mixture import COVARIANCES, OrderedMeans, kmeans_plusplus
 from tests.common import assert_close
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and on a shared 2-core machine far faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def blobs(n=300, dim=3, seed=0):
     rng = np.random.default_rng(seed)
     centers = rng.normal(scale=4, size=(3, dim))

@@ -12,15 +12,7 @@ from ppgen.errors import DataError, NonFiniteLossError, OptionError
 from ppgen.models import VAE, ConditionalVAE
 from tests.common import assert_close
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: one intra-op thread is many times faster on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _linear_vae(data_dim=5, latent_dim=2, seed=0):
