@@ -144,3 +144,104 @@ def test_ctrl_c_in_mcmc_warmup_propagates():
     except KeyboardInterrupt:  # caught here: a KeyboardInterrupt reaching pytest stops the session
         return
     raise AssertionError("Ctrl-C before any draw must propagate (there is no posterior to return)")
+
+
+# ---------------------------------------------------------------- adversarial checkpoints
+ADV = dict(method="adversarial", steps=30, batch_size=16, progress=False, seed=3, eval_every=10)
+
+
+def _same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(ADV, loss="non_saturating", lr_schedule="linear"), dict(ADV, loss="wgan_gp", n_critic=2)],
+    ids=["non-saturating-linear-schedule", "wgan-gp-two-critic-steps"],
+)
+def test_adversarial_interrupt_then_resume_equals_uninterrupted(options, tmp_path):
+    evaluate = lambda g: {"mean": g.loc.sum()}  # noqa: E731 (evaluations are part of the state)
+    full = ppgen.fit(InterruptAt(k=0).double(), X, evaluate=evaluate, **options)
+    path = tmp_path / "game.ckpt"
+    # rsample is called once per critic step and once per generator step: call 40 lands mid-run
+    part = ppgen.fit(
+        InterruptAt(k=40).double(), X, evaluate=evaluate, checkpoint=path, checkpoint_every=4, **options
+    )
+    assert part.converged is False and 4 <= torch.load(path, weights_only=False)["step"] < options["steps"]
+    resumed = ppgen.fit(InterruptAt(k=0).double(), X, evaluate=evaluate, resume=path, **options)
+    assert resumed.history == full.history  # bit-identical: noise, minibatches, both optimisers
+    assert resumed.extras["critic_history"] == full.extras["critic_history"]
+    assert resumed.extras["evaluations"] == full.extras["evaluations"]
+    _same_parameters(full.model, resumed.model)
+    _same_parameters(full.critic, resumed.critic)
+
+
+def test_adversarial_checkpoint_at_start_periodically_and_at_the_end(tmp_path):
+    path = tmp_path / "game.ckpt"
+    ppgen.fit(InterruptAt(k=2).double(), X, checkpoint=path, checkpoint_every=100, **ADV)
+    assert torch.load(path, weights_only=False)["step"] == 0  # cut short before any periodic save
+    fit = ppgen.fit(InterruptAt().double(), X, checkpoint=path, checkpoint_every=7, **ADV)
+    saved = torch.load(path, weights_only=False)
+    assert saved["step"] == 30 and saved["g_history"] == fit.history
+    again = ppgen.fit(InterruptAt().double(), X, resume=path, **ADV)  # finished: nothing left to do
+    assert again.history == fit.history and again.converged
+
+
+def test_adversarial_resume_refuses_other_runs(tmp_path):
+    path = tmp_path / "mle.ckpt"
+    ppgen.fit(Gaussian(dim=2).double(), X, checkpoint=path, **dict(MLE, num_steps=3))
+    with pytest.raises(FitFileError, match="'loop' run"):
+        ppgen.fit(Gaussian(dim=2).double(), X, resume=path, **ADV)
+    game = tmp_path / "game.ckpt"
+    ppgen.fit(Gaussian(dim=2).double(), X, checkpoint=game, **ADV)
+    with pytest.raises(OptionError, match="this generator and critic"):
+        ppgen.fit(Gaussian(dim=3).double(), torch.randn(20, 3, dtype=torch.float64), resume=game, **ADV)
+    with pytest.raises(FitFileError, match="'adversarial' run"):
+        ppgen.fit(Gaussian(dim=2).double(), X, resume=game, **MLE)
+    with pytest.raises(OptionError, match="checkpoint_every"):
+        ppgen.fit(Gaussian(dim=2).double(), X, checkpoint=game, checkpoint_every=0, **ADV)
+
+
+# ----------------------------------------------------------------------- mcmc checkpoints
+NUTS_OPTIONS = dict(method="mcmc", num_samples=60, warmup_steps=40, jit_compile=False, progress=False, seed=2)
+
+
+def _draws_equal(a, b) -> None:
+    assert a.draws.keys() == b.draws.keys()
+    for name in a.draws:
+        assert torch.equal(a.draws[name], b.draws[name]), name
+
+
+@pytest.mark.parametrize("k", [60, 350], ids=["during-warmup", "during-sampling"])
+def test_mcmc_interrupt_then_resume_equals_uninterrupted(k, tmp_path):
+    # a full run makes ~470 model calls, ~225 of them in the 40 warm-up steps
+    full = ppgen.fit(_bayes(), X, **NUTS_OPTIONS)
+    path = tmp_path / "chain.ckpt"
+    try:
+        ppgen.fit(_bayes(k=k), X, checkpoint=path, checkpoint_every=5, **NUTS_OPTIONS)
+    except KeyboardInterrupt:  # during warm-up Ctrl-C propagates (no draws yet)
+        assert k == 60
+    saved = torch.load(path, weights_only=False)
+    assert 0 < saved["iteration"] < 100 and (saved["iteration"] <= 40) == (k == 60)
+    resumed = ppgen.fit(_bayes(), X, resume=path, **NUTS_OPTIONS)
+    _draws_equal(full, resumed)  # bit-identical: adaptation, position, random states
+    assert resumed.converged and resumed.extras["divergences"] == full.extras["divergences"]
+
+
+def test_mcmc_resume_continues_to_more_draws_and_per_chain_files(tmp_path):
+    path = tmp_path / "run.ckpt"
+    options = dict(NUTS_OPTIONS, num_chains=2, parallel=False)
+    short = ppgen.fit(_bayes(), X, checkpoint=path, **options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.chain0.ckpt", "run.chain1.ckpt"]
+    longer = ppgen.fit(_bayes(), X, resume=path, **dict(options, num_samples=90))
+    reference = ppgen.fit(_bayes(), X, **dict(options, num_samples=90))
+    _draws_equal(longer, reference)  # the first 60 draws are those of the short run
+    first = longer.posterior.posterior["loc"].values[:, :60]
+    assert (first == short.posterior.posterior["loc"].values).all()
+    with pytest.raises(OptionError, match="num_samples >= the 60 draws"):
+        ppgen.fit(_bayes(), X, resume=path, **dict(options, num_samples=30))
+    with pytest.raises(OptionError, match="warmup_steps=40"):
+        ppgen.fit(_bayes(), X, resume=path, **dict(options, warmup_steps=20))
+    with pytest.raises(FitFileError, match="'mcmc' run"):
+        ppgen.fit(Gaussian(dim=2).double(), X, resume=tmp_path / "run.chain0.ckpt", **MLE)

@@ -19,18 +19,23 @@ f:<name>            −(E_P g_f(V) − E_Q f*(g_f(V)))              −E_Q f*(g_
 ``pack=m`` lets the critic judge ``m`` samples at once (PacGAN), which penalises mode
 collapse. Same conventions as :mod:`ppgen.inference.loop`: seeded minibatches, a tqdm bar,
 a non-finite guard *before* each step (the players keep their last finite parameters),
-Ctrl-C stops early and keeps the run so far.
+Ctrl-C stops early and keeps the run so far. ``checkpoint=PATH`` saves the whole game at
+the start, every ``checkpoint_every`` generator steps, at the end and at a Ctrl-C that lands
+between steps (one that cuts a step short leaves the last complete save); ``resume=PATH``
+continues from it, bit for bit.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pyro
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -38,7 +43,7 @@ from tqdm.auto import tqdm
 from ppgen import distributed, divergences
 from ppgen.core import GenerativeModel
 from ppgen.errors import DataError, MethodError, NonFiniteLossError, OptionError
-from ppgen.inference.loop import Minibatches
+from ppgen.inference.loop import Minibatches, check_checkpoint_options, read_checkpoint, write_checkpoint
 from ppgen.results import Fit, check_options
 
 __all__ = [
@@ -93,6 +98,9 @@ class AdversarialConfig:
     lr_schedule: str = "constant"
     eval_every: int = 500
     progress: bool = True
+    checkpoint: str | os.PathLike | None = None  # write the two players' training state here
+    checkpoint_every: int = 500
+    resume: str | os.PathLike | None = None  # continue the run saved in this checkpoint
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -120,6 +128,7 @@ class AdversarialConfig:
             raise OptionError(
                 f"Expected lr_schedule in ('constant', 'linear'), but got {self.lr_schedule!r}."
             )
+        check_checkpoint_options(self.checkpoint, self.checkpoint_every, self.resume)
         if self.batch_size % self.pack:
             raise OptionError(
                 f"Expected batch_size divisible by pack, but got batch_size={self.batch_size}, "
@@ -201,7 +210,9 @@ class Adversarial:
     ``lr_g``, ``lr_d`` (``lr_g=0`` holds the generator fixed), ``betas`` (``None`` = RMSprop),
     ``lr_schedule`` (``"constant"`` or ``"linear"`` decay to 0), ``gp_weight``, ``clip_value``, ``pack``,
     ``evaluate`` (``generator -> {name: float}``, run every ``eval_every`` steps and shown on
-    the progress bar), ``progress``, ``seed``. ``fit.history`` is the generator loss per step,
+    the progress bar), ``progress``, ``seed``, ``checkpoint``/``checkpoint_every``/``resume``
+    (both players, both optimisers, schedules, random states and histories; a resumed run
+    equals the uninterrupted one bit for bit). ``fit.history`` is the generator loss per step,
     ``fit.extras["critic_history"]`` the critic's; ``fit.critic`` is the trained critic.
     """
 
@@ -370,12 +381,71 @@ class _TwoPlayerLoop:
         self.opt_g.step()
         self.g_history.append(value)
 
+    def state(self, step: int, batches: Minibatches) -> dict:
+        """Everything the game's future depends on, after ``step`` complete generator steps."""
+        return {
+            "step": step,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt_g": self.opt_g.state_dict() if self.opt_g is not None else None,
+            "opt_d": self.opt_d.state_dict(),
+            "schedules": [schedule.state_dict() for schedule in self.schedules],
+            "rng": pyro.util.get_rng_state(),
+            "batches": batches.generator.get_state(),
+            "g_history": self.g_history,
+            "d_history": self.d_history,
+            "evaluations": self.evaluations,
+        }
+
+    def restore(self, path, batches: Minibatches) -> int:
+        saved = read_checkpoint(path, "adversarial")
+        try:
+            self.generator.load_state_dict(saved["generator"])
+            self.critic.load_state_dict(saved["critic"])
+        except RuntimeError as err:
+            raise OptionError(
+                f"Expected a checkpoint of this generator and critic, but {str(path)!r} holds others "
+                f"({str(err).splitlines()[0]}); resume with the same model and options."
+            ) from None
+        if (saved["opt_g"] is None) != (self.opt_g is None) or len(saved["schedules"]) != len(self.schedules):
+            raise OptionError(
+                f"Expected the options of the run saved in {str(path)!r} (lr_g, lr_schedule), but they "
+                "differ."
+            )
+        if self.opt_g is not None:
+            self.opt_g.load_state_dict(saved["opt_g"])
+        self.opt_d.load_state_dict(saved["opt_d"])
+        for schedule, state in zip(self.schedules, saved["schedules"]):
+            schedule.load_state_dict(state)
+        pyro.util.set_rng_state(saved["rng"])
+        batches.generator.set_state(saved["batches"])
+        self.g_history, self.d_history = list(saved["g_history"]), list(saved["d_history"])
+        self.evaluations = list(saved["evaluations"])
+        return saved["step"]
+
     def run(self, batches: Minibatches) -> bool:
         """Train for ``config.steps`` generator steps; return True when interrupted (Ctrl-C)."""
         cfg = self.config
-        bar = tqdm(range(cfg.steps), desc=f"adversarial {cfg.loss}", disable=not cfg.progress, leave=False)
+        first = self.restore(cfg.resume, batches) if cfg.resume is not None else 0
+        saving = cfg.checkpoint is not None and distributed.is_main()
+
+        def save(step: int) -> None:
+            write_checkpoint(cfg.checkpoint, "adversarial", self.state(step, batches))
+
+        if saving and first == 0:
+            save(0)  # so a run cut short before its first periodic save can still resume
+        done, in_step = first, False  # generator steps completed; a step under way
+        bar = tqdm(
+            range(first, cfg.steps),
+            desc=f"adversarial {cfg.loss}",
+            disable=not cfg.progress,
+            leave=False,
+            initial=first,
+            total=cfg.steps,
+        )
         try:
             for step in bar:
+                in_step = True
                 for _ in range(cfg.n_critic):
                     real = batches.next()[0]
                     self._critic_step(real, step)
@@ -384,20 +454,28 @@ class _TwoPlayerLoop:
                 for schedule in self.schedules:
                     schedule.step()
                 if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-                    shown = {"d": f"{self.d_history[-1]:.3g}"}
-                    if self.g_history:
-                        shown["g"] = f"{self.g_history[-1]:.3g}"
-                    if self.evaluate is not None:
-                        with torch.no_grad():
-                            scores = {k: float(v) for k, v in dict(self.evaluate(self.generator)).items()}
-                        self.evaluations.append({"step": step + 1, **scores})
-                        shown.update({k: f"{v:.3g}" for k, v in scores.items()})
-                    bar.set_postfix(shown)
+                    self._evaluate(step, bar)
+                done, in_step = step + 1, False
+                if saving and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                    save(done)
         except KeyboardInterrupt:
+            if saving and not in_step:  # between steps: this state is complete
+                save(done)
             return True
         finally:
             bar.close()
         return False
+
+    def _evaluate(self, step: int, bar) -> None:
+        shown = {"d": f"{self.d_history[-1]:.3g}"}
+        if self.g_history:
+            shown["g"] = f"{self.g_history[-1]:.3g}"
+        if self.evaluate is not None:
+            with torch.no_grad():
+                scores = {k: float(v) for k, v in dict(self.evaluate(self.generator)).items()}
+            self.evaluations.append({"step": step + 1, **scores})
+            shown.update({k: f"{v:.3g}" for k, v in scores.items()})
+        bar.set_postfix(shown)
 
 
 def log_density_ratio(fit: Fit, x: torch.Tensor) -> torch.Tensor:

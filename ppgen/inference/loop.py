@@ -30,7 +30,15 @@ from ppgen import distributed
 from ppgen.core import ScaleData
 from ppgen.errors import FitFileError, NonFiniteLossError, OptionError
 
-__all__ = ["TrainConfig", "Minibatches", "train", "make_optimizer"]
+__all__ = [
+    "TrainConfig",
+    "Minibatches",
+    "train",
+    "make_optimizer",
+    "write_checkpoint",
+    "read_checkpoint",
+    "check_checkpoint_options",
+]
 
 OPTIMIZERS = ("adam", "clipped_adam", "sgd")
 CHECKPOINT_FORMAT = "ppgen-checkpoint"
@@ -67,13 +75,17 @@ class TrainConfig:
             raise OptionError(
                 f"Expected batch_size to be a positive integer or None, but got {self.batch_size!r}."
             )
-        every = self.checkpoint_every
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise OptionError(f"Expected checkpoint_every to be a positive integer, but got {every!r}.")
-        for key in ("checkpoint", "resume"):
-            value = getattr(self, key)
-            if value is not None and not isinstance(value, (str, os.PathLike)):
-                raise OptionError(f"Expected {key} to be a file path or None, but got {value!r}.")
+        check_checkpoint_options(self.checkpoint, self.checkpoint_every, self.resume)
+
+
+def check_checkpoint_options(checkpoint, checkpoint_every, resume) -> None:
+    """The ``checkpoint=``, ``checkpoint_every=``, ``resume=`` options every long-running backend takes."""
+    every = checkpoint_every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise OptionError(f"Expected checkpoint_every to be a positive integer, but got {every!r}.")
+    for key, value in (("checkpoint", checkpoint), ("resume", resume)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise OptionError(f"Expected {key} to be a file path or None, but got {value!r}.")
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -265,10 +277,7 @@ def train(
 
 
 def _save_checkpoint(path, params, optimizer, schedule, random_states, history, state) -> None:
-    """Write the training state atomically (temporary file, then rename)."""
-    path = Path(path)
     payload = {
-        "format": CHECKPOINT_FORMAT,
         "step": len(history),
         "params": [p.detach().cpu().clone() for p in params],
         "optimizer": optimizer.state_dict(),
@@ -278,12 +287,19 @@ def _save_checkpoint(path, params, optimizer, schedule, random_states, history, 
         "history": list(history),
         "state": dict(state),
     }
+    write_checkpoint(path, "loop", payload)
+
+
+def write_checkpoint(path, kind: str, payload: dict) -> None:
+    """Write a training state of backend ``kind`` atomically (temporary file, then rename)."""
+    path = Path(path)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    torch.save(payload, partial)
+    torch.save({"format": CHECKPOINT_FORMAT, "kind": kind, **payload}, partial)
     os.replace(partial, path)
 
 
-def _load_checkpoint(path, params) -> dict:
+def read_checkpoint(path, kind: str) -> dict:
+    """A checkpoint of backend ``kind`` written by :func:`write_checkpoint`, or a FitFileError."""
     path = Path(path)
     if not path.is_file():
         raise FitFileError(f"Expected a checkpoint file to resume from, but {str(path)!r} does not exist.")
@@ -296,11 +312,26 @@ def _load_checkpoint(path, params) -> dict:
         ) from err
     if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
         raise FitFileError(f"Expected a ppgen checkpoint, but {str(path)!r} holds something else.")
-    shapes = [tuple(p.shape) for p in params]
-    found = [tuple(v.shape) for v in saved["params"]]
+    found = saved.get("kind", "loop")
+    if found != kind:
+        raise FitFileError(
+            f"Expected a checkpoint of a {kind!r} run, but {str(path)!r} was written by a {found!r} run; "
+            "resume with the method that wrote it."
+        )
+    return saved
+
+
+def check_shapes(path, expected: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    shapes = [tuple(p.shape) for p in expected]
+    found = [tuple(v.shape) for v in saved]
     if shapes != found:
         raise OptionError(
             f"Expected a checkpoint of this model (parameter shapes {shapes}), but {str(path)!r} holds "
             f"{found}; resume with the same model and options."
         )
+
+
+def _load_checkpoint(path, params) -> dict:
+    saved = read_checkpoint(path, "loop")
+    check_shapes(path, params, saved["params"])
     return saved

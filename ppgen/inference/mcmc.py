@@ -9,17 +9,21 @@ Chains run in separate processes (PYRO_NOTES 7: Pyro runs them one after another
 from __future__ import annotations
 
 import contextlib
+import copy
 import multiprocessing as mp
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pyro
 import torch
-from pyro.infer import HMC, MCMC, NUTS
+from pyro.infer import HMC, NUTS
+from tqdm.auto import tqdm
 
 from ppgen.core import GenerativeModel, global_latent_sites, untransformable_priors
 from ppgen.errors import MethodError, OptionError
+from ppgen.inference.loop import check_checkpoint_options, check_shapes, read_checkpoint, write_checkpoint
 from ppgen.results import Fit, check_options, inference_data
 
 __all__ = ["MCMCBackend"]
@@ -40,13 +44,7 @@ def _frozen(model: GenerativeModel):
             p.requires_grad_(flag)
 
 
-def _run_chain(model, x, covariates, options, seed, progress):
-    """One chain; returns (samples {site: (draws, ...)}, diverging (draws,), interrupted).
-
-    Ctrl-C during sampling keeps the draws so far (Pyro's MCMC only hands them over when
-    run() returns, so a hook collects them as they come); during warmup it propagates."""
-    torch.set_num_threads(1)
-    pyro.set_rng_seed(seed)
+def _kernel(model, options, jit: bool):
     kernel_cls = NUTS if options.get("kernel", "nuts") == "nuts" else HMC
     kwargs = {"max_plate_nesting": options.get("max_plate_nesting", 1)}
     if kernel_cls is NUTS:
@@ -54,49 +52,159 @@ def _run_chain(model, x, covariates, options, seed, progress):
     else:
         kwargs["step_size"] = options.get("step_size", 0.1)
         kwargs["num_steps"] = options.get("num_leapfrog_steps", 10)
-    jit = options.get("jit_compile", True)
-    kept: list[dict] = []
+    return kernel_cls(model.model, jit_compile=jit, ignore_jit_warnings=True, **kwargs)
 
-    def keep(kernel, params, stage, i):  # constrained values of each post-warmup draw
-        if stage.startswith("Sample"):
-            transforms = getattr(kernel, "transforms", None) or {}
-            kept.append(
-                {k: (transforms[k].inv(v) if k in transforms else v).detach() for k, v in params.items()}
+
+def chain_checkpoint_path(path, chain: int, num_chains: int) -> Path | None:
+    """Chain ``c`` of a multi-chain run keeps its state in ``<stem>.chain<c><suffix>``."""
+    if path is None:
+        return None
+    path = Path(path)
+    return path if num_chains == 1 else path.with_name(f"{path.stem}.chain{chain}{path.suffix}")
+
+
+class _Chain:
+    """One NUTS/HMC chain driven step by step (Pyro's ``MCMC.run`` hands nothing over until it
+    returns), so Ctrl-C keeps the draws so far and the sampler's whole state — position,
+    cached potential and gradient, step-size and mass-matrix adaptation, counters, random
+    states, draws — can be written to a checkpoint and resumed bit for bit."""
+
+    def __init__(self, kernel, warmup_steps: int, num_samples: int, checkpoint, every: int):
+        self.kernel, self.warmup_steps, self.num_samples = kernel, warmup_steps, num_samples
+        self.checkpoint, self.every = checkpoint, every
+        self.draws: list[dict] = []  # constrained values of each post-warmup draw
+        self.iteration = 0  # warmup and sampling steps done
+        self.z: dict = {}
+
+    def state(self) -> dict:
+        k = self.kernel
+        adapter = {n: v for n, v in vars(k._adapter).items() if n != "_find_reasonable_step_size"}
+        state = copy.deepcopy(
+            {
+                "iteration": self.iteration,
+                "warmup_steps": self.warmup_steps,
+                "z": self.z,
+                "kernel": {n: getattr(k, n) for n in _KERNEL_STATE},
+                "adapter": adapter,
+                "rng": pyro.util.get_rng_state(),
+            }
+        )
+        state["draws"] = self.draws[:]  # kept draws are never changed in place: no copy needed
+        return state
+
+    def restore(self, path) -> None:
+        saved = read_checkpoint(path, "mcmc")
+        if saved["warmup_steps"] != self.warmup_steps:
+            raise OptionError(
+                f"Expected warmup_steps={saved['warmup_steps']} as in the run saved in {str(path)!r} (the "
+                f"adaptation schedule depends on it), but got {self.warmup_steps}."
             )
+        if set(saved["z"]) != set(self.z):
+            raise OptionError(
+                f"Expected a checkpoint of this model (latent sites {sorted(self.z)}), but {str(path)!r} "
+                f"holds {sorted(saved['z'])}; resume with the same model."
+            )
+        check_shapes(path, list(self.z.values()), [saved["z"][n] for n in self.z])
+        if len(saved["draws"]) > self.num_samples:
+            raise OptionError(
+                f"Expected num_samples >= the {len(saved['draws'])} draws already in {str(path)!r}, but got "
+                f"{self.num_samples}."
+            )
+        for name, value in saved["kernel"].items():
+            setattr(self.kernel, name, value)
+        vars(self.kernel._adapter).update(saved["adapter"])
+        self.iteration, self.z, self.draws = saved["iteration"], saved["z"], saved["draws"]
+        pyro.util.set_rng_state(saved["rng"])
 
-    interrupted = False
-    with _frozen(model), warnings.catch_warnings():
+    def save(self, state: dict | None = None) -> None:
+        write_checkpoint(self.checkpoint, "mcmc", state or self.state())
+
+    def _keep(self, z: dict) -> None:
+        transforms = getattr(self.kernel, "transforms", None) or {}
+        self.draws.append(
+            {n: (transforms[n].inv(v) if n in transforms else v).detach() for n, v in z.items()}
+        )
+
+    def run(self, x, covariates, resume, progress: bool) -> bool:
+        """Warm up and sample; return True when interrupted (Ctrl-C) after the first draw."""
+        kernel = self.kernel
+        kernel.setup(self.warmup_steps, x, **covariates)
+        self.z = dict(kernel.initial_params)
+        if resume is not None:
+            self.restore(resume)
+        total = self.warmup_steps + self.num_samples
+        bar = tqdm(total=total, initial=self.iteration, desc="mcmc", disable=not progress, leave=False)
+        snapshot = None
+        try:
+            while self.iteration < total:
+                if self.checkpoint is not None:
+                    snapshot = self.state()  # the state to save if this step is interrupted
+                self.z = kernel.sample(self.z)
+                self.iteration += 1
+                if self.iteration > self.warmup_steps:
+                    self._keep(self.z)
+                bar.update()
+                if self.iteration % 25 == 0 or self.iteration == total:
+                    stage = "warmup" if self.iteration <= self.warmup_steps else "sample"
+                    bar.set_postfix(stage=stage, step_size=f"{kernel.step_size:.2e}")
+                if self.checkpoint is not None and self.iteration % self.every == 0:
+                    self.save()
+            if self.checkpoint is not None:
+                self.save()
+        except KeyboardInterrupt:
+            if self.checkpoint is not None and snapshot is not None:
+                # A step cut short may have half-updated the adaptation: rewind to its start
+                # unless it finished (its draw is kept), so resume repeats exactly that step.
+                self.save(snapshot if snapshot["iteration"] == self.iteration else None)
+            if not self.draws:
+                raise
+            return True
+        finally:
+            bar.close()
+        return False
+
+
+#: Sampler state beyond the position; the adapter (step size, mass matrix) is saved whole.
+_KERNEL_STATE = (
+    "_t",
+    "_accept_cnt",
+    "_mean_accept_prob",
+    "_divergences",
+    "_z_last",
+    "_potential_energy_last",
+    "_z_grads_last",
+)
+
+
+def _run_chain(model, x, covariates, options, seed, progress, chain=0, num_chains=1):
+    """One chain; returns (samples {site: (draws, ...)}, diverging (draws,), interrupted).
+
+    Ctrl-C during sampling keeps the draws so far; during warm-up it propagates (a
+    ``checkpoint`` is written in both cases, so ``resume`` continues the run)."""
+    torch.set_num_threads(1)
+    jit = options.get("jit_compile", True)
+    warmup, num_samples = options.get("warmup_steps", 500), options.get("num_samples", 1000)
+    checkpoint = chain_checkpoint_path(options.get("checkpoint"), chain, num_chains)
+    resume = chain_checkpoint_path(options.get("resume"), chain, num_chains)
+    every = options.get("checkpoint_every", 100)
+    x = x.detach()
+    with _frozen(model), warnings.catch_warnings(), pyro.validation_enabled(False):
         warnings.simplefilter("ignore")
         for attempt_jit in (True, False) if jit else (False,):
-            kernel = kernel_cls(model.model, jit_compile=attempt_jit, ignore_jit_warnings=True, **kwargs)
-            mcmc = MCMC(
-                kernel,
-                num_samples=options.get("num_samples", 1000),
-                warmup_steps=options.get("warmup_steps", 500),
-                disable_progbar=not progress,
-                hook_fn=keep,
-            )
-            kept.clear()
+            pyro.set_rng_seed(seed)
+            chain_run = _Chain(_kernel(model, options, attempt_jit), warmup, num_samples, checkpoint, every)
             try:
-                mcmc.run(x, **covariates)
+                interrupted = chain_run.run(x, covariates, resume, progress)
                 break
             except RuntimeError:
                 if not attempt_jit:
                     raise
-            except KeyboardInterrupt:
-                if not kept:
-                    raise
-                interrupted = True
-                break
-    if interrupted:
-        samples = {k: torch.stack([draw[k] for draw in kept]) for k in kept[0]}
-        return samples, np.zeros(len(kept), dtype=bool), True
-    samples = {k: v.detach() for k, v in mcmc.get_samples().items()}
-    diverging = np.zeros(next(iter(samples.values())).shape[0], dtype=bool)
-    divergences = mcmc.diagnostics().get("divergences", {})
-    for idx in divergences.get("chain 0", []):
-        diverging[idx] = True
-    return samples, diverging, False
+    draws = chain_run.draws
+    samples = {k: torch.stack([draw[k] for draw in draws]) for k in draws[0]}
+    diverging = np.zeros(len(draws), dtype=bool)
+    diverging[[i for i in chain_run.kernel._divergences if i < len(draws)]] = True
+    chain_run.kernel.cleanup()
+    return samples, diverging, interrupted
 
 
 #: Jobs of the running parallel fit; forked workers inherit them, so nothing is pickled on the
@@ -123,6 +231,9 @@ class MCMCBackend:
         "seed",
         "progress",
         "parallel",
+        "checkpoint",
+        "checkpoint_every",
+        "resume",
     }
 
     def check(self, model: GenerativeModel) -> None:
@@ -164,7 +275,13 @@ class MCMCBackend:
         seed = int(options.get("seed") or 0)
         progress = bool(options.get("progress", True))
         start = time.perf_counter()
-        jobs = [(model, x, covariates, options, seed + c, progress and c == 0) for c in range(num_chains)]
+        check_checkpoint_options(
+            options.get("checkpoint"), options.get("checkpoint_every", 100), options.get("resume")
+        )
+        jobs = [
+            (model, x, covariates, options, seed + c, progress and c == 0, c, num_chains)
+            for c in range(num_chains)
+        ]
         if num_chains > 1 and options.get("parallel", True):
             _JOBS[:] = jobs
             try:
