@@ -173,7 +173,15 @@ def main() -> None:
                 flush=True,
             )
     OUT.mkdir(exist_ok=True)
-    result = {"benchmark": "em", "threads": args.threads, "load_before": load, "rows": rows}
+    result = {
+        "benchmark": "em",
+        "d": D,
+        "k": K,
+        "iterations": ITERS,
+        "threads": args.threads,
+        "load_before": load,
+        "rows": rows,
+    }
     result["load_after"] = os.getloadavg()
     (OUT / "em.json").write_text(json.dumps(result, indent=2))
     print(f"wrote {OUT / 'em.json'}")
