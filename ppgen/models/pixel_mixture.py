@@ -78,7 +78,9 @@ class CategoricalMixture(Mixture):
         n_components: number of components ``K``.
         num_categories: values each feature can take, ``C``.
         dim: number of features.
-        min_prob: floor of every M-step probability (then renormalised).
+        min_prob: floor of every M-step probability (``< 1 / num_categories``); the M-step is
+            the exact maximiser under that floor (see :func:`floored_simplex_mle`), so EM
+            never decreases the likelihood.
     """
 
     def __init__(
@@ -92,6 +94,12 @@ class CategoricalMixture(Mixture):
         prior=None,
     ):
         self.num_categories = _positive_int(num_categories, "num_categories")
+        if not 0 <= min_prob < 1 / self.num_categories:
+            raise OptionError(
+                f"Expected 0 <= min_prob < 1/num_categories = {1 / self.num_categories:.4g}, but got "
+                f"{min_prob!r}; no distribution over {self.num_categories} categories has every "
+                "probability that large."
+            )
         self.min_prob = float(min_prob)
         super().__init__(n_components, dim, chunk_size=chunk_size, prior=prior)
 
@@ -131,8 +139,30 @@ class CategoricalMixture(Mixture):
             counts += resp[start : start + self.chunk_size].T @ self._one_hot(
                 x[start : start + self.chunk_size]
             )
-        probs = (counts / nk[:, None]).reshape(self.n_components, self.dim, -1).clamp_min(self.min_prob)
-        return {"probs": probs / probs.sum(-1, keepdim=True)}
+        weights = counts.reshape(self.n_components, self.dim, -1)
+        return {"probs": floored_simplex_mle(weights, self.min_prob)}
 
     def _count_component_params(self):
         return self.n_components * self.dim * (self.num_categories - 1)
+
+
+def floored_simplex_mle(counts: torch.Tensor, floor: float) -> torch.Tensor:
+    """``argmax_p sum_c counts_c log p_c`` over the simplex with every ``p_c >= floor`` (last dim).
+
+    KKT: ``p_c = max(floor, counts_c / lam)`` with ``lam`` making the sum 1. With counts sorted
+    in decreasing order and the top ``j`` categories free, ``lam_j = S_j / (1 - (C - j) floor)``
+    (``S_j`` the partial sum); the solution's ``j`` is the largest with
+    ``counts_(j) >= floor * lam_j``. Clamping then renormalising is *not* this maximiser, and
+    EM built on it can decrease the likelihood.
+    """
+    c = counts.shape[-1]
+    total = counts.sum(-1, keepdim=True)
+    if floor == 0:
+        return counts / total
+    ordered, _ = counts.sort(-1, descending=True)
+    free = torch.arange(1, c + 1, dtype=counts.dtype, device=counts.device)
+    lam = ordered.cumsum(-1) / (1 - (c - free) * floor)
+    admissible = ordered >= floor * lam
+    j = (admissible * free).argmax(-1, keepdim=True)  # index of the largest admissible j
+    probs = torch.maximum(counts / lam.gather(-1, j), torch.full_like(counts, floor))
+    return probs / probs.sum(-1, keepdim=True)  # exact already; this only removes round-off
