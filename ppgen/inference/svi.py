@@ -127,10 +127,21 @@ class SVI:
     ``loss``: ``"auto"`` (TraceEnum when the story marks discrete sites for enumeration; the
     model's own closed-form ``loss(x)`` when it offers one and ``guide="model"``),
     ``"elbo"``, ``"enum"``, ``"iwae"`` (importance-weighted bound, ``num_particles``).
+    ``init``: where an autoguide starts, ``{site: value}`` or a ``Fit`` (its point estimates,
+    e.g. an EM or MLE fit of the same model); sites not given start at the prior median.
+    Mixtures need it: from the prior median every component starts alike and never separates.
     """
 
     name = "svi"
-    options = _TRAIN_KEYS | {"seed", "guide", "loss", "num_particles", "max_plate_nesting", "init_scale"}
+    options = _TRAIN_KEYS | {
+        "seed",
+        "guide",
+        "loss",
+        "num_particles",
+        "max_plate_nesting",
+        "init_scale",
+        "init",
+    }
 
     def check(self, model: GenerativeModel) -> None:
         _check_trainable(model, self.name)
@@ -197,7 +208,11 @@ class SVI:
             )
             # Start at the prior median (Pyro's AutoNormal default starts at 0 in the
             # unconstrained space, which for a prior centred far away costs thousands of steps).
-            kwargs = {"init_loc_fn": autoguides.init_to_median(num_samples=15)}
+            median = autoguides.init_to_median(num_samples=15)
+            start = _init_values(options.get("init"), globals_)
+            kwargs = {
+                "init_loc_fn": autoguides.init_to_value(values=start, fallback=median) if start else median
+            }
             if "init_scale" in options:
                 kwargs["init_scale"] = options["init_scale"]
             auto = cls(blocked, **kwargs)
@@ -256,7 +271,7 @@ class MAP(SVI):
     """Maximum a posteriori: SVI with ``AutoDelta`` on a model with priors."""
 
     name = "map"
-    options = _TRAIN_KEYS | {"seed", "loss", "max_plate_nesting"}
+    options = _TRAIN_KEYS | {"seed", "loss", "max_plate_nesting", "init"}
 
     def check(self, model: GenerativeModel) -> None:
         if not model.is_bayesian and not isinstance(model, PyroProgram):
@@ -268,6 +283,34 @@ class MAP(SVI):
     def fit(self, model, x, covariates, **options):
         check_options(options, self.options, self.name)
         return self._fit(model, x, covariates, guide="delta", **options)
+
+
+def _init_values(init, sites: dict) -> dict[str, torch.Tensor]:
+    """``init=`` as ``{site: tensor}`` for the global latents, checked against their shapes and supports."""
+    if init is None:
+        return {}
+    if isinstance(init, Fit):
+        init = {k: v for k, v in init.params.items() if k in sites}
+        if not init:
+            raise OptionError(
+                f"Expected a fit with point estimates for {sorted(sites)} as init, but it has none."
+            )
+    if not isinstance(init, dict):
+        raise OptionError(f"Expected init as a dict {{site: value}} or a Fit, but got {type(init).__name__}.")
+    unknown = sorted(set(init) - set(sites))
+    if unknown:
+        raise OptionError(f"Expected init values for the global latents {sorted(sites)}, but got {unknown}.")
+    values = {}
+    for name, value in init.items():
+        fn = sites[name]["fn"]
+        shape = tuple(sites[name]["value"].shape)
+        value = torch.as_tensor(value).detach().to(sites[name]["value"].dtype)
+        if tuple(value.shape) != shape:
+            raise OptionError(f"Expected init[{name!r}] of shape {shape}, but got {tuple(value.shape)}.")
+        if not bool(torch.isfinite(value).all()) or not bool(fn.support.check(value).all()):
+            raise OptionError(f"Expected init[{name!r}] inside the support of its prior ({fn.support}).")
+        values[name] = value
+    return values
 
 
 def _renyi_loss(elbo: RenyiELBO, model, guide, x, covariates) -> torch.Tensor:

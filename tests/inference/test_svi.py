@@ -140,3 +140,76 @@ def test_bayesian_gaussian_by_svi_has_every_site():
     fit = ppgen.fit(model, gaussian_data(n=100, dim=2, seed=8), method="svi", num_steps=300, lr=0.05)
     assert set(fit.draws) == {"loc", "scale"}
     assert fit.draws["loc"].shape == (1000, 2)
+
+
+def _mixture_priors() -> dict:
+    f64 = dict(dtype=torch.float64)
+    return {
+        "pi": dist.Dirichlet(torch.ones(2, **f64)),
+        "mu": dist.Normal(torch.zeros(2, 2, **f64), 3.0).to_event(2),
+        "scale": dist.LogNormal(torch.zeros(2, 2, **f64), 1.0).to_event(2),
+    }
+
+
+def _bayesian_mixture():
+    from ppgen.models import GaussianMixture
+
+    return ppgen.bayesian(GaussianMixture(2, 2, "diag").double(), **_mixture_priors())
+
+
+def _log_posterior(fit, x) -> float:
+    """log p(x | θ) + log p(θ) at the fit's point estimate (what MAP maximises)."""
+    priors = _mixture_priors()
+    return float(fit.log_prob(x).sum()) + sum(float(p.log_prob(fit.params[k])) for k, p in priors.items())
+
+
+def test_init_starts_map_from_an_em_fit_and_map_climbs_from_there():
+    # References: with lr ~ 0 the guide stays where init put it (EM's estimate, 1e-6); MAP then
+    # maximises log-likelihood + log-prior, so it ends at least as high as EM's point (which
+    # maximises the likelihood alone) — a bound checked up to optimiser noise (1e-6 relative).
+    from ppgen.models import GaussianMixture
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat(
+        [torch.randn(150, 2, generator=g).double() - 3, torch.randn(100, 2, generator=g).double() + 2]
+    )
+    em = ppgen.fit(GaussianMixture(2, 2, "diag").double(), x, method="em", seed=0, progress=False)
+    frozen = ppgen.fit(_bayesian_mixture(), x, method="map", num_steps=1, lr=1e-12, init=em, progress=False)
+    for name in ("pi", "mu", "scale"):
+        assert_close(frozen.params[name], em.params[name], atol=1e-6)
+    partial = ppgen.fit(
+        _bayesian_mixture(),
+        x,
+        method="map",
+        num_steps=1,
+        lr=1e-12,
+        init={"mu": em.params["mu"]},
+        progress=False,
+    )
+    assert_close(partial.params["mu"], em.params["mu"], atol=1e-6)
+    fit = ppgen.fit(
+        _bayesian_mixture(), x, method="map", num_steps=800, lr=0.02, init=em, seed=0, progress=False
+    )
+    em_point = ppgen.fit(_bayesian_mixture(), x, method="map", num_steps=1, lr=1e-12, init=em, progress=False)
+    assert _log_posterior(fit, x) >= _log_posterior(em_point, x) * (1 + 1e-6)
+    svi = ppgen.fit(
+        _bayesian_mixture(), x, method="svi", num_steps=300, lr=0.02, init=em, seed=0, progress=False
+    )
+    assert torch.allclose(svi.params["mu"], em.params["mu"], atol=0.1)
+
+
+def test_init_errors_name_the_problem():
+    x = gaussian_data(n=40, dim=2, seed=0).double()
+    bad = [
+        ({"nope": torch.zeros(2)}, "global latents"),
+        ({"mu": torch.zeros(3)}, "shape"),
+        ({"scale": -torch.ones(2, 2)}, "support"),
+        ({"mu": torch.full((2, 2), float("nan"))}, "support"),
+        ([1, 2], "dict"),
+    ]
+    for init, match in bad:
+        with pytest.raises(ppgen.errors.OptionError, match=match):
+            ppgen.fit(_bayesian_mixture(), x, method="map", num_steps=2, init=init, progress=False)
+    gaussian = ppgen.fit(Gaussian(dim=2).double(), x, method="mle", num_steps=2, progress=False)
+    with pytest.raises(ppgen.errors.OptionError, match="point estimates"):
+        ppgen.fit(_bayesian_mixture(), x, method="map", num_steps=2, init=gaussian, progress=False)
