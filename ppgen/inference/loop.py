@@ -209,6 +209,9 @@ def train(
         initial=first,
         total=config.num_steps,
     )
+    unvalidated = contextlib.ExitStack()
+    if first > 0:
+        unvalidated.enter_context(pyro.validation_enabled(False))
     try:
         if state["converged"]:
             bar = iter(())  # a resumed run that had already converged: nothing left to do
@@ -216,11 +219,11 @@ def train(
             if saving:
                 snapshot = take_snapshot()
             optimizer.zero_grad(set_to_none=True)
-            if step == 0:
-                loss = loss_fn()  # the first step validates every distribution's arguments...
-            else:
-                with pyro.validation_enabled(False):  # ...later ones skip it (a third of a step's cost)
-                    loss = loss_fn()
+            loss = loss_fn()
+            if step == first and first == 0:
+                # The first step validated every distribution's arguments; later ones skip it
+                # (a third of a step's cost on small models).
+                unvalidated.enter_context(pyro.validation_enabled(False))
             value = float(loss.detach())
             if data_parallel:
                 value = distributed.average_value(value)  # same value, same stopping, on every rank
@@ -232,8 +235,7 @@ def train(
             loss.backward()
             if data_parallel:
                 distributed.average_gradients(params)  # gradient all-reduce (mean over ranks)
-            grads = [p.grad for p in params if p.grad is not None]
-            if grads and not bool(torch.stack([g.isfinite().all() for g in grads]).all()):
+            if not _finite_gradients(params):
                 raise NonFiniteLossError(
                     f"Expected finite gradients, but got NaN/inf at step {step}; the model keeps its last "
                     "finite parameters. Lower lr or standardise the data."
@@ -271,9 +273,20 @@ def train(
             else:  # interrupted after the step completed: the current state is that step's end
                 save(*take_snapshot())
     finally:
+        unvalidated.close()
         if hasattr(bar, "close"):
             bar.close()
     return history, state["converged"]
+
+
+def _finite_gradients(params: list[torch.Tensor]) -> bool:
+    """True when every gradient is finite: one fused norm, exact check only if that overflows."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return True
+    if math.isfinite(float(torch.stack(torch._foreach_norm(grads)).sum())):
+        return True
+    return all(bool(g.isfinite().all()) for g in grads)  # the norm may overflow on finite values
 
 
 def _save_checkpoint(path, params, optimizer, schedule, random_states, history, state) -> None:
