@@ -219,6 +219,18 @@ def test_fuzz_unknown_methods_options_and_seeds():
         "adversarial-steps-0": dict(method="adversarial", steps=0),
         "checkpoint-every-0": dict(method="mle", checkpoint="x.ckpt", checkpoint_every=0),
         "resume-missing": dict(method="mle", resume="/nonexistent/x.ckpt"),
+        "mcmc-checkpoint-int": dict(method="mcmc", checkpoint=3),
+        "mcmc-checkpoint_every-0": dict(method="mcmc", checkpoint="x.ckpt", checkpoint_every=0),
+        "mcmc-resume-missing": dict(
+            method="mcmc", resume="/nonexistent/x.ckpt", num_samples=5, warmup_steps=5
+        ),
+        "adversarial-checkpoint-int": dict(method="adversarial", checkpoint=3.5),
+        "adversarial-checkpoint_every-str": dict(
+            method="adversarial", checkpoint="x.ckpt", checkpoint_every="9"
+        ),
+        "adversarial-resume-missing": dict(method="adversarial", resume="/nonexistent/x.ckpt", steps=2),
+        "svi-init-without-autoguide": dict(method="svi", init={"loc": torch.zeros(2)}, num_steps=2),
+        "mcmc-init": dict(method="mcmc", init={"loc": 0.0}),
     }
     from ppgen.models import Gaussian, NormalKnownScale
     from ppgen.models.mixture import GaussianMixture

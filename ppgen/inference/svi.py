@@ -223,6 +223,12 @@ class SVI:
                 model.guide(*args, **kwargs)
                 return values
 
+        if options.get("init") is not None and auto is None:
+            raise OptionError(
+                "Expected init= only with an autoguide over global latents (a model with priors, "
+                f"guide in {GUIDES[1:]}), but this fit has none; set the model's parameters instead "
+                "(e.g. GaussianMixture.initialize)."
+            )
         batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
         n = x.shape[0]
         if auto is not None:
