@@ -231,6 +231,12 @@ def test_fuzz_unknown_methods_options_and_seeds():
         "adversarial-resume-missing": dict(method="adversarial", resume="/nonexistent/x.ckpt", steps=2),
         "svi-init-without-autoguide": dict(method="svi", init={"loc": torch.zeros(2)}, num_steps=2),
         "mcmc-init": dict(method="mcmc", init={"loc": 0.0}),
+        "mcmc-num_samples-0": dict(method="mcmc", num_samples=0),
+        "mcmc-num_samples-str": dict(method="mcmc", num_samples="10"),
+        "mcmc-num_samples-float": dict(method="mcmc", num_samples=2.5),
+        "mcmc-warmup-negative": dict(method="mcmc", warmup_steps=-1),
+        "mcmc-target_accept-1": dict(method="mcmc", target_accept_prob=1.0),
+        "mcmc-step_size-0": dict(method="mcmc", kernel="hmc", step_size=0.0),
     }
     from ppgen.models import Gaussian, NormalKnownScale
     from ppgen.models.mixture import GaussianMixture

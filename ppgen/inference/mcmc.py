@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import multiprocessing as mp
+import numbers
 import time
 import warnings
 from pathlib import Path
@@ -254,9 +255,8 @@ class MCMCBackend:
         check_options(options, self.options, self.name)
         if options.get("kernel", "nuts") not in KERNELS:
             raise OptionError(f"Expected kernel in {KERNELS}, but got {options['kernel']!r}.")
-        num_chains = int(options.get("num_chains", 1))
-        if num_chains < 1:
-            raise OptionError(f"Expected num_chains >= 1, but got {num_chains}.")
+        _check_counts(options)
+        num_chains = options.get("num_chains", 1)
         sites = global_latent_sites(model, x, covariates)
         if not sites:
             raise MethodError(
@@ -320,6 +320,20 @@ class MCMCBackend:
             fit.converged = False
         fit.extras["divergences"] = int(diverging.sum())
         return fit
+
+
+def _check_counts(options: dict) -> None:
+    """Integer and probability options, checked before any sampling (Pyro fails late or not at all)."""
+    for key, least in (("num_samples", 1), ("warmup_steps", 0), ("num_chains", 1), ("num_leapfrog_steps", 1)):
+        value = options.get(key, least)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise OptionError(f"Expected {key} to be an integer >= {least}, but got {value!r}.")
+    accept = options.get("target_accept_prob", 0.8)
+    if isinstance(accept, bool) or not isinstance(accept, numbers.Real) or not 0 < accept < 1:
+        raise OptionError(f"Expected 0 < target_accept_prob < 1, but got {accept!r}.")
+    step = options.get("step_size", 0.1)
+    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not step > 0:
+        raise OptionError(f"Expected step_size > 0, but got {step!r}.")
 
 
 def _max_rhat(posterior) -> float:

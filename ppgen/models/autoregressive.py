@@ -24,14 +24,107 @@ from torch.distributions import constraints
 from ppgen.core import GenerativeModel, _check_count, check_categories, pyro_method
 from ppgen.errors import DataError, OptionError
 
-__all__ = ["MADE", "CharRNN", "SequenceDistribution", "first_names", "LIKELIHOODS"]
+__all__ = [
+    "MADE",
+    "CharRNN",
+    "SequenceDistribution",
+    "DiscretizedLogisticMixture",
+    "first_names",
+    "LIKELIHOODS",
+]
 
-#: likelihood name -> number of network outputs per coordinate (``k`` = num_categories).
+#: likelihood name -> number of network outputs per coordinate; ``k`` is the likelihood's size
+#: (``num_categories`` for ``"categorical"``, ``num_mixtures`` for ``"discretized_logistic"``).
 LIKELIHOODS: dict[str, Callable[[int], int]] = {
     "bernoulli": lambda k: 1,
     "gaussian": lambda k: 2,
     "categorical": lambda k: k,
+    "discretized_logistic": lambda k: 3 * k,
 }
+#: likelihoods over the integers ``0..num_categories-1``.
+_LEVELLED = ("categorical", "discretized_logistic")
+#: PixelCNN++'s floor on the log-scale: below it a component is a point mass anyway.
+MIN_LOG_SCALE = -7.0
+_LOG2 = math.log(2.0)
+
+
+def _log1mexp(d: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(-d))`` for ``d > 0`` (Mächler 2012): expm1 near 0, log1p further out.
+
+    Each branch sees only its own range, so neither produces an infinite gradient that
+    ``torch.where`` would turn into NaN.
+    """
+    near = torch.log(-torch.expm1(-d.clamp(max=_LOG2)))
+    far = torch.log1p(-torch.exp(-d.clamp(min=_LOG2)))
+    return torch.where(d < _LOG2, near, far)
+
+
+class DiscretizedLogisticMixture(dist.TorchDistribution):
+    """Mixture of discretized logistics on the ordered levels ``0..C-1`` (PixelCNN++).
+
+    Level ``c`` sits at ``y_c = 2c / (C - 1) - 1`` in ``[-1, 1]`` and owns the interval
+    ``y_c ± 1 / (C - 1)``; level ``0`` also takes all mass below, level ``C - 1`` all mass
+    above, so the ``C`` masses of every component sum to one exactly.
+
+    Arguments:
+        logits: mixture logits, shape ``batch + (K,)``.
+        loc: component means in the ``[-1, 1]`` scale, same shape.
+        log_scale: component log-scales, same shape; floored at ``MIN_LOG_SCALE``.
+        num_categories: ``C``.
+    """
+
+    arg_constraints: dict = {}
+    has_enumerate_support = False
+
+    def __init__(
+        self,
+        logits: torch.Tensor,
+        loc: torch.Tensor,
+        log_scale: torch.Tensor,
+        num_categories: int,
+        validate_args=None,
+    ):
+        self.logits, self.loc = logits, loc
+        self.log_scale = log_scale.clamp(min=MIN_LOG_SCALE)
+        self.num_categories = num_categories
+        super().__init__(logits.shape[:-1], torch.Size(), validate_args=validate_args)
+
+    @constraints.dependent_property
+    def support(self):
+        return constraints.integer_interval(0, self.num_categories - 1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Exact ``log P(value)``: per component the log of a difference of logistic CDFs."""
+        c = value[..., None]
+        last = self.num_categories - 1
+        half = 1.0 / last
+        inv_scale = torch.exp(-self.log_scale)
+        centred = 2.0 * c / last - 1.0 - self.loc
+        upper, lower = inv_scale * (centred + half), inv_scale * (centred - half)
+        # σ(b) - σ(a) = σ(b) σ(-a) (1 - e^{-(b-a)}): a sum of logs with no cancellation, so
+        # tiny masses stay exact where PixelCNN++ switches to a density approximation.
+        log_below = nn.functional.logsigmoid(upper)  # log σ(b): all mass up to the upper edge
+        log_above = nn.functional.logsigmoid(-lower)  # log(1 - σ(a)): all mass above the lower edge
+        inner = log_below + log_above + _log1mexp(2.0 * half * inv_scale)
+        per_component = torch.where(c <= 0, log_below, torch.where(c >= last, log_above, inner))
+        return torch.logsumexp(torch.log_softmax(self.logits, -1) + per_component, -1)
+
+    def log_prob_table(self) -> torch.Tensor:
+        """``log P(c)`` for every level, shape ``batch + (C,)``."""
+        levels = torch.arange(self.num_categories, dtype=self.loc.dtype, device=self.loc.device)
+        return self.log_prob(levels.reshape(-1, *([1] * len(self.batch_shape)))).movedim(0, -1)
+
+    def sample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+        """Inverse-CDF draw: a component, a logistic variate, then the level whose bin holds it."""
+        shape = torch.Size(sample_shape) + self.batch_shape
+        with torch.no_grad():
+            k = dist.Categorical(logits=self.logits).sample(sample_shape)[..., None]
+            loc = self.loc.expand(shape + self.loc.shape[-1:]).gather(-1, k)[..., 0]
+            log_scale = self.log_scale.expand(shape + self.loc.shape[-1:]).gather(-1, k)[..., 0]
+            u = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device)
+            y = loc + log_scale.exp() * (torch.log(u) - torch.log1p(-u))
+            last = self.num_categories - 1
+            return torch.round((y + 1.0) * last / 2.0).clamp(0, last)
 
 
 class SequenceDistribution(dist.TorchDistribution):
@@ -116,17 +209,24 @@ class MADE(_Autoregressive):
     Arguments:
         dim: dimension ``D`` of one observation.
         hidden: widths of the hidden layers.
-        likelihood: ``"bernoulli"`` (binary data), ``"gaussian"`` (real data) or
-            ``"categorical"`` (integers ``0..num_categories-1``).
-        num_categories: number of values per coordinate for ``"categorical"``.
+        likelihood: ``"bernoulli"`` (binary data), ``"gaussian"`` (real data),
+            ``"categorical"`` (integers ``0..num_categories-1``, one softmax per coordinate)
+            or ``"discretized_logistic"`` (the same integers as *ordered* levels: a mixture
+            of ``num_mixtures`` discretized logistics per coordinate, see
+            :class:`DiscretizedLogisticMixture`; 3 outputs per component instead of one per
+            level, and neighbouring levels share mass).
+        num_categories: number of values per coordinate for ``"categorical"`` and
+            ``"discretized_logistic"``.
+        num_mixtures: logistic components per coordinate for ``"discretized_logistic"``
+            (default 5); refused with the other likelihoods.
         permutation: the input order (a permutation of ``range(D)``); natural order by default.
         num_orderings: with ``K > 1`` the model is the uniform mixture of ``K`` orderings
             sharing one network (``log p = logsumexp_k log p_k - log K``), orderings drawn
             with ``seed``.
         dropout: dropout rate on the hidden units, active only while training (module in
             train mode *and* gradients enabled), so ``log_prob`` under ``torch.no_grad()`` or
-            after ``.eval()`` stays exact. For ``"categorical"`` the network reads
-            ``x / (num_categories - 1)``.
+            after ``.eval()`` stays exact. For ``"categorical"`` and ``"discretized_logistic"``
+            the network reads ``x / (num_categories - 1)``.
 
     Example:
         >>> import torch
@@ -146,6 +246,7 @@ class MADE(_Autoregressive):
         num_orderings: int = 1,
         seed: int = 0,
         dropout: float = 0.0,
+        num_mixtures: int | None = None,
     ):
         super().__init__()
         self.dim = _check_positive("dim", dim)
@@ -154,9 +255,24 @@ class MADE(_Autoregressive):
         self.dropout = float(dropout)
         if likelihood not in LIKELIHOODS:
             raise OptionError(f"Expected likelihood in {list(LIKELIHOODS)}, but got {likelihood!r}.")
-        check_categories(likelihood, num_categories)
-        self.likelihood, self.num_categories = likelihood, num_categories
-        self.num_outputs = LIKELIHOODS[likelihood](num_categories or 0)
+        if likelihood == "discretized_logistic":
+            # core.check_categories knows only "categorical"; the same rule, worded for this one
+            if isinstance(num_categories, bool) or not isinstance(num_categories, int) or num_categories < 2:
+                raise OptionError(
+                    "Expected num_categories >= 2 for likelihood='discretized_logistic', but got "
+                    f"{num_categories!r}."
+                )
+            num_mixtures = _check_positive("num_mixtures", 5 if num_mixtures is None else num_mixtures)
+        else:
+            check_categories(likelihood, num_categories)
+            if num_mixtures is not None:
+                raise OptionError(
+                    "Expected num_mixtures only with likelihood='discretized_logistic', but got "
+                    f"likelihood={likelihood!r}."
+                )
+        self.likelihood, self.num_categories, self.num_mixtures = likelihood, num_categories, num_mixtures
+        size = num_mixtures if likelihood == "discretized_logistic" else num_categories
+        self.num_outputs = LIKELIHOODS[likelihood](size or 0)
         hidden = [_check_positive("hidden width", h) for h in hidden]
         self.num_orderings = _check_positive("num_orderings", num_orderings)
         orders = self._orders(permutation, seed)  # (K, D): position of each input in the order
@@ -195,7 +311,7 @@ class MADE(_Autoregressive):
     # ------------------------------------------------------------- the network
     def conditionals(self, x: torch.Tensor, ordering: int = 0) -> torch.Tensor:
         """Raw parameters of every ``p(x_i | x_<i)``, shape ``(N, D, num_outputs)``."""
-        h = x / (self.num_categories - 1) if self.likelihood == "categorical" else x
+        h = x / (self.num_categories - 1) if self.likelihood in _LEVELLED else x
         drop = self.dropout > 0 and self.training and torch.is_grad_enabled()
         for j, layer in enumerate(self.layers):
             h = nn.functional.linear(h, layer.weight * getattr(self, f"mask{j}")[ordering], layer.bias)
@@ -212,6 +328,13 @@ class MADE(_Autoregressive):
         if self.likelihood == "gaussian":
             scale = nn.functional.softplus(params[..., 1]) + 1e-4
             return dist.Normal(params[..., 0], scale * temperature)
+        if self.likelihood == "discretized_logistic":
+            logits, loc, log_scale = params.chunk(3, -1)
+            mixture = DiscretizedLogisticMixture(logits, loc, log_scale, self.num_categories)
+            if temperature == 1.0:
+                return mixture
+            # the same meaning as for "categorical": each conditional PMF raised to 1/T, renormalised
+            return dist.Categorical(logits=mixture.log_prob_table() / temperature)
         return dist.Categorical(logits=params / temperature)
 
     def conditional_log_prob(self, x: torch.Tensor, ordering: int = 0) -> torch.Tensor:
@@ -259,11 +382,11 @@ class MADE(_Autoregressive):
                 "Expected binary data (0/1) for likelihood='bernoulli', but got other values; "
                 "binarise it (e.g. x > 0.5) or use likelihood='gaussian'."
             )
-        if self.likelihood == "categorical":
+        if self.likelihood in _LEVELLED:
             bad = (x != x.round()) | (x < 0) | (x >= self.num_categories)
             if bad.any():
                 raise DataError(
-                    f"Expected integers in 0..{self.num_categories - 1} for likelihood='categorical', "
+                    f"Expected integers in 0..{self.num_categories - 1} for likelihood={self.likelihood!r}, "
                     f"but got e.g. {float(x[bad][0])}; rescale the data or raise num_categories."
                 )
 
