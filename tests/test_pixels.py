@@ -53,18 +53,33 @@ def test_categorical_made_sums_to_one_over_all_states():
     assert_close(total, 0.0, atol=1e-10)
 
 
+def test_discretized_logistic_made_sums_to_one_over_all_17_level_states():
+    # Reference: enumeration of all 17^3 states (the digits' level count), float64; 1e-10.
+    torch.manual_seed(0)
+    made = MADE(
+        3, (16, 16), "discretized_logistic", num_categories=17, num_mixtures=4, num_orderings=2
+    ).double()
+    states = torch.tensor(list(itertools.product(range(17), repeat=3)), dtype=torch.float64)
+    with torch.no_grad():
+        assert_close(made.log_prob(states).logsumexp(0), 0.0, atol=1e-10)
+
+
 @pytest.mark.parametrize("bad", [0.5, 17.0, -1.0])
 def test_categorical_likelihoods_reject_bad_levels(bad):
     x = torch.zeros(4, 3)
     x[1, 2] = bad
+    # the ordinal MADE refuses exactly what the categorical one refuses, with the same message
     made = MADE(3, hidden=(8,), likelihood="categorical", num_categories=17)
+    ordinal = MADE(3, hidden=(8,), likelihood="discretized_logistic", num_categories=17)
     vae = VAE(3, 2, "categorical", hidden=(8,), num_categories=17)
     mixture = CategoricalMixture(2, 17, 3)
-    for model in (made, vae):
+    for model in (made, ordinal, vae):
         with pytest.raises(DataError, match="0..16"):
             model.log_prob(x)
     with pytest.raises(PpgenError, match="0..16"):
         ppgen.fit(mixture, x.double(), method="em")
+    with pytest.raises(DataError, match="0..16"):
+        ppgen.fit(ordinal, x, method="mle", num_steps=1, progress=False)
     with pytest.raises(DataError):
         check_levels(x, 17)
 

@@ -2,7 +2,7 @@
 
 Every explicit model of the library is scored on the same integer images
 (``load("digits-17", "test")``, 447 images of 8×8 pixels with levels 0..16) in nats per image:
-categorical models (mixture, MADE, VAE) by their PMF, continuous ones (Gaussian, pPCA/FA,
+categorical and ordinal models (mixture, MADE, VAE) by their PMF, continuous ones (Gaussian, pPCA/FA,
 KDE, flow) by the dequantized bound ``E_u[-log p(x + u)] ≥ -log P(x)``. Neural models are
 early-stopped on the validation split. :func:`nll_table` builds the table used by the tour,
 ``benchmarks/digits_nll.py`` and ``tutorials/10_common_confusions.py``.
@@ -116,6 +116,10 @@ def _settings(fast: bool) -> dict[str, Any]:
             agnostic_hidden=256,
             agnostic_dropout=0.3,
             agnostic_epochs=8,
+            mixtures=3,
+            ordinal_hidden=256,
+            ordinal_dropout=0.4,
+            ordinal_members=2,
             flow_layers=2,
             flow_hidden=64,
             flow_epochs=8,
@@ -134,6 +138,10 @@ def _settings(fast: bool) -> dict[str, Any]:
         agnostic_hidden=512,
         agnostic_dropout=0.3,
         agnostic_epochs=1500,
+        mixtures=3,
+        ordinal_hidden=1024,
+        ordinal_dropout=0.4,
+        ordinal_members=2,
         flow_layers=4,
         flow_hidden=128,
         flow_epochs=120,
@@ -294,19 +302,30 @@ def nll_table(
 
     # -- MADE, categorical: one raster order; then K orderings sharing one network, trained on a
     #    random ordering per minibatch (order-agnostic), whose PMF is the uniform mixture over them
+    def train_made(made, max_epochs, patience):
+        pick = torch.Generator().manual_seed(seed)
+
+        def loss(model, batch):
+            if model.num_orderings == 1:
+                return -model.log_prob(batch).mean()
+            ordering = int(torch.randint(model.num_orderings, (1,), generator=pick))
+            return -model.conditional_log_prob(batch, ordering).mean()
+
+        info = train_early_stopping(
+            made,
+            x_train,
+            x_val,
+            loss,
+            lambda m, x: -float(m.log_prob(x).mean()),
+            max_epochs=max_epochs,
+            patience=patience,
+            seed=seed,
+        )
+        with torch.no_grad():
+            return info, -float(made.log_prob(x_test).mean())
+
     made = MADE(DIM, (s["made_hidden"],), "categorical", num_categories=LEVELS, dropout=0.5)
-    info = train_early_stopping(
-        made,
-        x_train,
-        x_val,
-        lambda m, b: -m.log_prob(b).mean(),
-        lambda m, x: -float(m.log_prob(x).mean()),
-        max_epochs=s["epochs"],
-        patience=s["patience"],
-        seed=seed,
-    )
-    with torch.no_grad():
-        test = -float(made.log_prob(x_test).mean())
+    info, test = train_made(made, s["epochs"], s["patience"])
     add(
         f"MADE (categorical, {s['made_hidden']} units, dropout 0.5)",
         "PMF",
@@ -320,24 +339,7 @@ def nll_table(
     agnostic = MADE(
         DIM, (hidden,), "categorical", num_categories=LEVELS, num_orderings=k, dropout=rate, seed=seed + 1
     )
-    pick = torch.Generator().manual_seed(seed)
-
-    def one_ordering_loss(model, batch):
-        ordering = int(torch.randint(k, (1,), generator=pick))
-        return -model.conditional_log_prob(batch, ordering).mean()
-
-    info_agnostic = train_early_stopping(
-        agnostic,
-        x_train,
-        x_val,
-        one_ordering_loss,
-        lambda m, x: -float(m.log_prob(x).mean()),
-        max_epochs=s["agnostic_epochs"],
-        patience=2 * s["patience"],
-        seed=seed,
-    )
-    with torch.no_grad():
-        test = -float(agnostic.log_prob(x_test).mean())
+    info_agnostic, test = train_made(agnostic, s["agnostic_epochs"], 2 * s["patience"])
     add(
         f"MADE ({k} orderings, order-agnostic, {hidden} units, dropout {rate})",
         "PMF",
@@ -357,6 +359,66 @@ def nll_table(
         info["seconds"] + info_agnostic["seconds"],
         "uniform mixture of the two MADEs: log-mean-exp of their PMFs",
     )
+
+    # -- the same MADEs with an ordinal output: per pixel a mixture of discretized logistics
+    #    (PixelCNN++), so neighbouring grey levels share mass instead of 17 free logits each
+    mixtures = s["mixtures"]
+    ordinal = MADE(
+        DIM,
+        (s["made_hidden"],),
+        "discretized_logistic",
+        num_categories=LEVELS,
+        num_mixtures=mixtures,
+        dropout=0.5,
+    )
+    info, test = train_made(ordinal, s["epochs"], s["patience"])
+    add(
+        f"MADE (discretized logistic K={mixtures}, {s['made_hidden']} units, dropout 0.5)",
+        "PMF",
+        "exact",
+        test,
+        info["val"],
+        info["seconds"],
+        f"raster order; best epoch {info['epoch']}",
+    )
+    hidden, rate = s["ordinal_hidden"], s["ordinal_dropout"]
+    ordinal_agnostic = [
+        MADE(
+            DIM,
+            (hidden,),
+            "discretized_logistic",
+            num_categories=LEVELS,
+            num_mixtures=mixtures,
+            num_orderings=k,
+            dropout=rate,
+            seed=seed + 1 + member,
+        )
+        for member in range(s["ordinal_members"])
+    ]
+    infos = [train_made(m, s["agnostic_epochs"], 2 * s["patience"]) for m in ordinal_agnostic]
+    info_agnostic, test = infos[0]
+    add(
+        f"MADE (discretized logistic K={mixtures}, {k} orderings, order-agnostic, {hidden} units, "
+        f"dropout {rate})",
+        "PMF",
+        "exact",
+        test,
+        info_agnostic["val"],
+        info_agnostic["seconds"],
+        f"p = mean of the {k} orderings' PMFs; best epoch {info_agnostic['epoch']}",
+    )
+    models["made_ordinal"] = [ordinal, *ordinal_agnostic]
+    if len(ordinal_agnostic) > 1:
+        add(
+            f"MADE ensemble ({len(ordinal_agnostic)} order-agnostic discretized logistic MADEs)",
+            "PMF",
+            "exact",
+            -float(made_ensemble_log_prob(ordinal_agnostic, x_test).mean()),
+            -float(made_ensemble_log_prob(ordinal_agnostic, x_val).mean()),
+            sum(i["seconds"] for i, _ in infos),
+            f"the row above and {len(ordinal_agnostic) - 1} more with other orderings (seeds); "
+            "log-mean-exp of their PMFs",
+        )
 
     # -- VAE and conditional VAE with categorical decoders: importance-sampled log p(x)
     vae = VAE(DIM, s["latent"], "categorical", (s["vae_hidden"],), num_categories=LEVELS)
