@@ -361,7 +361,9 @@ def nll_table(
     )
 
     # -- the same MADEs with an ordinal output: per pixel a mixture of discretized logistics
-    #    (PixelCNN++), so neighbouring grey levels share mass instead of 17 free logits each
+    #    (PixelCNN++), so neighbouring grey levels share mass instead of 17 free logits each.
+    #    The global RNG is restored afterwards so the VAE rows below start as they did without these.
+    rng_state = torch.get_rng_state()
     mixtures = s["mixtures"]
     ordinal = MADE(
         DIM,
@@ -419,6 +421,7 @@ def nll_table(
             f"the row above and {len(ordinal_agnostic) - 1} more with other orderings (seeds); "
             "log-mean-exp of their PMFs",
         )
+    torch.set_rng_state(rng_state)
 
     # -- VAE and conditional VAE with categorical decoders: importance-sampled log p(x)
     vae = VAE(DIM, s["latent"], "categorical", (s["vae_hidden"],), num_categories=LEVELS)
