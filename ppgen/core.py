@@ -458,15 +458,18 @@ def untransformable_priors(model: GenerativeModel) -> dict[str, Any]:
     return found
 
 
-def check_categories(likelihood: str, num_categories: int | None) -> int | None:
-    """``num_categories`` is required (≥ 2) with ``likelihood="categorical"`` and refused otherwise."""
-    if likelihood == "categorical":
+def check_categories(
+    likelihood: str, num_categories: int | None, levelled: tuple[str, ...] = ("categorical",)
+) -> int | None:
+    """``num_categories`` is required (≥ 2) with a likelihood over levels ``0..C-1`` and refused otherwise."""
+    if likelihood in levelled:
         if isinstance(num_categories, bool) or not isinstance(num_categories, int) or num_categories < 2:
             raise OptionError(
-                f"Expected num_categories >= 2 for likelihood='categorical', but got {num_categories!r}."
+                f"Expected num_categories >= 2 for likelihood={likelihood!r}, but got {num_categories!r}."
             )
     elif num_categories is not None:
         raise OptionError(
-            f"Expected num_categories only with likelihood='categorical', but got likelihood={likelihood!r}."
+            f"Expected num_categories only with likelihood in {list(levelled)}, but got "
+            f"likelihood={likelihood!r}."
         )
     return num_categories

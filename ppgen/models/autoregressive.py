@@ -255,21 +255,14 @@ class MADE(_Autoregressive):
         self.dropout = float(dropout)
         if likelihood not in LIKELIHOODS:
             raise OptionError(f"Expected likelihood in {list(LIKELIHOODS)}, but got {likelihood!r}.")
+        check_categories(likelihood, num_categories, _LEVELLED)
         if likelihood == "discretized_logistic":
-            # core.check_categories knows only "categorical"; the same rule, worded for this one
-            if isinstance(num_categories, bool) or not isinstance(num_categories, int) or num_categories < 2:
-                raise OptionError(
-                    "Expected num_categories >= 2 for likelihood='discretized_logistic', but got "
-                    f"{num_categories!r}."
-                )
             num_mixtures = _check_positive("num_mixtures", 5 if num_mixtures is None else num_mixtures)
-        else:
-            check_categories(likelihood, num_categories)
-            if num_mixtures is not None:
-                raise OptionError(
-                    "Expected num_mixtures only with likelihood='discretized_logistic', but got "
-                    f"likelihood={likelihood!r}."
-                )
+        elif num_mixtures is not None:
+            raise OptionError(
+                "Expected num_mixtures only with likelihood='discretized_logistic', but got "
+                f"likelihood={likelihood!r}."
+            )
         self.likelihood, self.num_categories, self.num_mixtures = likelihood, num_categories, num_mixtures
         size = num_mixtures if likelihood == "discretized_logistic" else num_categories
         self.num_outputs = LIKELIHOODS[likelihood](size or 0)
