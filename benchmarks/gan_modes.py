@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import ppgen
-from ppgen.inference.adversarial import RECIPES, TOY_2D
+from ppgen.inference.adversarial import RECIPES, toy_2d_recipe
 from ppgen.metrics import mode_coverage
 from ppgen.models import MLPCritic, MLPGenerator
 
@@ -82,7 +82,9 @@ def main() -> None:
     rows = []
     for name in args.datasets:
         for loss in args.losses:
-            recipe = dict(TOY_2D) if args.recipe == "2d" else dict(RECIPES.get(loss, RECIPES["classifier"]))
+            recipe = (
+                toy_2d_recipe(loss) if args.recipe == "2d" else dict(RECIPES.get(loss, RECIPES["classifier"]))
+            )
             recipe.update(progress=False)
             n_steps = steps or recipe.pop("steps", 5000)
             recipe.pop("steps", None)

@@ -6,17 +6,17 @@ adversarial_overhead, digits_nll) runs in its own process and writes
 benchmark, ratios included, plus machine info) and ``benchmarks/results.json``, and measures
 scaling curves — time vs n for EM (GaussianMixture, K=3, d=2, 10 iterations) and the KDE
 (n training points scored at n points: O(n²)) — with the fitted log–log slope, the peak memory
-at the largest n (VmHWM of a child process) and a plot ``benchmarks/out/scaling.png``.
+at the largest n (VmHWM of a child process) and a plot ``benchmarks/scaling.png``.
 
 ``--quick`` runs every benchmark at small sizes (a few minutes in all) to check the pipeline:
 its report goes to ``benchmarks/out/quick/`` and the full-size JSON files already in
 ``benchmarks/out/`` are left as they were.
 
 Run: ``python benchmarks/run.py`` (full; tens of minutes on 2 cores) or ``--quick``;
-``--only kde em`` reruns a subset (merged into the last report), ``--no-scaling`` skips the
-curves, ``--report-only`` rebuilds the reports from the last ``results.json``. A full run also
-rewrites the performance table in README.md (between its ``benchmarks:start``/``benchmarks:end``
-markers) from the summary rows.
+``--only kde em scaling`` reruns a subset (merged into the last report; ``scaling`` is the
+curves), ``--no-scaling`` skips the curves, ``--report-only`` rebuilds the reports from the
+last ``results.json``. A full run also rewrites the performance table in README.md (between
+its ``benchmarks:start``/``benchmarks:end`` markers) from the summary rows.
 """
 
 from __future__ import annotations
@@ -53,7 +53,11 @@ BENCHMARKS = {
     "digits_nll": ([], ["--fast"], {}, ["digits_nll.json"]),
 }
 
-SCALING_N = {"em": [10_000, 30_000, 100_000, 300_000], "kde": [1_000, 2_000, 4_000, 8_000]}
+# KDE costs O(n²): below a few thousand points fixed costs hide the slope.
+SCALING_N = {
+    "em": [10_000, 30_000, 100_000, 300_000, 1_000_000],
+    "kde": [2_000, 4_000, 8_000, 16_000, 32_000],
+}
 SCALING_N_QUICK = {"em": [2_000, 5_000, 10_000], "kde": [250, 500, 1_000]}
 
 
@@ -342,7 +346,7 @@ def headline(runs: dict) -> list[dict]:
         ]
         rows.append(
             {
-                "task": f"GAN mode coverage, 3×256 MLPs, `TOY_2D` recipe (mean of {seeds} seed(s))",
+                "task": f"GAN mode coverage, 3×256 MLPs, `toy_2d_recipe(loss)` (mean of {seeds} seed(s))",
                 "ppgen": "; ".join(cells),
                 "reference": "published MLP GAN ≈ 17/25 grid modes; PacGAN ≈ 24.8/25 at 94 %",
                 "ratio": "",
@@ -482,7 +486,7 @@ def write_report(machine: dict, runs: dict, curves: dict | None, out_md: Path, q
             lines += [f"### {file}", ""]
             lines += _render(data)
     if curves:
-        lines += ["## Scaling (time vs n, log-log; see out/scaling.png)", ""]
+        lines += ["## Scaling (time vs n, log-log)", "", "![time vs n](scaling.png)", ""]
         lines += [
             "| model | what | n | seconds | slope | peak extra MiB at largest n |",
             "|---|---|---|---|---|---|",
@@ -512,7 +516,12 @@ def write_outputs(payload: dict, report_dir: Path, quick: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes; report in benchmarks/out/quick/")
-    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[*BENCHMARKS, "scaling"],
+        help="run only these benchmarks ('scaling': the curves)",
+    )
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling curves")
     parser.add_argument(
         "--timeout", type=float, default=None, help="seconds per benchmark (default 3600, quick 600)"
@@ -534,12 +543,12 @@ def main(argv: list[str] | None = None) -> int:
         payload = json.loads((report_dir / "results.json").read_text())
         write_outputs(payload, report_dir, args.quick)
         return 0
-    figure_dir = OUT / "quick" if args.quick else OUT
+    figure_dir = OUT / "quick" if args.quick else HERE
     # --quick must not overwrite full-size results already in out/: keep them and put them back.
     saved = {p: p.read_bytes() for p in OUT.glob("*.json")} if args.quick else {}
     runs = {}
     try:
-        for name in args.only or list(BENCHMARKS):
+        for name in [n for n in args.only or BENCHMARKS if n != "scaling"]:
             print(f"[run] {name} ...", flush=True)
             runs[name] = run_benchmark(name, args.quick, timeout)
             print(f"[run] {name}: {runs[name]['status']} in {runs[name]['seconds']}s", flush=True)
@@ -550,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
                     path.unlink()
             for path, blob in saved.items():
                 path.write_bytes(blob)
-    curves = None if args.no_scaling else scaling(args.quick, figure_dir)
+    curves_wanted = not args.no_scaling and (args.only is None or "scaling" in args.only)
+    curves = scaling(args.quick, figure_dir) if curves_wanted else None
     machine = machine_info()
     report_dir.mkdir(parents=True, exist_ok=True)
     previous = report_dir / "results.json"

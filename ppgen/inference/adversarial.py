@@ -51,6 +51,9 @@ __all__ = [
     "AdversarialConfig",
     "LOSSES",
     "RECIPES",
+    "TOY_2D",
+    "TOY_2D_CRITIC",
+    "toy_2d_recipe",
     "gradient_penalty",
     "player_losses",
     "log_density_ratio",
@@ -79,6 +82,27 @@ RECIPES: dict[str, dict[str, Any]] = {
 TOY_2D: dict[str, Any] = dict(
     steps=8000, batch_size=256, lr_g=1e-3, lr_d=1e-3, n_critic=1, lr_schedule="linear"
 )
+
+#: The same idea for the critic losses, measured on the ring (seed 0, 2,000 generator steps):
+#: WGAN-GP and hinge need several critic steps per generator step (published n_critic = 5,
+#: Adam betas (0.5, 0.9)) but TOY_2D's larger, annealed rate — WGAN-GP 8/8 modes at 85 % high
+#: quality, hinge (spectral norm) 8/8 at 79 %; with TOY_2D's n_critic = 1 both cover almost no
+#: mode, with the published rate 1e-4 WGAN-GP found none in those steps.
+TOY_2D_CRITIC: dict[str, Any] = dict(
+    steps=2000, batch_size=256, lr_g=1e-3, lr_d=1e-3, n_critic=5, betas=(0.5, 0.9), lr_schedule="linear"
+)
+
+
+def toy_2d_recipe(loss: str) -> dict[str, Any]:
+    """The measured 2-D recipe for ``loss``: :data:`TOY_2D` for the classifier and f-GAN losses,
+    :data:`TOY_2D_CRITIC` for ``wgan_gp`` and ``hinge`` (``wgan`` keeps its published recipe)."""
+    if loss not in LOSSES:
+        raise OptionError(f"Expected loss in {list(LOSSES)}, but got {loss!r}.")
+    if loss in ("wgan_gp", "hinge"):
+        return dict(TOY_2D_CRITIC)
+    if loss == "wgan":
+        return dict(RECIPES["wgan"], steps=TOY_2D["steps"], batch_size=TOY_2D["batch_size"])
+    return dict(TOY_2D)
 
 
 @dataclass

@@ -7,7 +7,15 @@ import torch
 
 import ppgen
 from ppgen.errors import DataError, ImplicitModelError, MethodError, NonFiniteLossError, OptionError
-from ppgen.inference.adversarial import LOSSES, gradient_penalty, log_density_ratio, player_losses
+from ppgen.inference.adversarial import (
+    LOSSES,
+    TOY_2D,
+    AdversarialConfig,
+    gradient_penalty,
+    log_density_ratio,
+    player_losses,
+    toy_2d_recipe,
+)
 from ppgen.models import Gaussian, MLPCritic, MLPGenerator
 from tests.common import assert_close
 
@@ -232,3 +240,16 @@ def test_adversarial_fit_saves_and_loads(tmp_path):
     loaded = ppgen.load(fit.save(tmp_path / "gan.pt"))
     assert_close(loaded.sample(10, seed=3), fit.sample(10, seed=3), atol=0)
     assert loaded.critic is not None and loaded.extras["config"]["loss"] == "non_saturating"
+
+
+def test_toy_2d_recipes_are_valid_options_for_every_loss():
+    # Each loss's measured 2-D recipe must pass the config's own validation (no silently
+    # ignored or out-of-range option), and the critic losses keep several critic steps.
+    for loss in LOSSES:
+        recipe = toy_2d_recipe(loss)
+        config = AdversarialConfig(loss=loss, **recipe)
+        assert config.steps == recipe["steps"]
+    assert toy_2d_recipe("non_saturating") == TOY_2D
+    assert toy_2d_recipe("wgan_gp")["n_critic"] == toy_2d_recipe("hinge")["n_critic"] == 5
+    with pytest.raises(OptionError, match="loss"):
+        toy_2d_recipe("bogus")
