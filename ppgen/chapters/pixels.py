@@ -324,15 +324,15 @@ def nll_table(
         with torch.no_grad():
             return info, -float(made.log_prob(x_test).mean())
 
+    def add_made(name: str, test: float, info: dict, note: str) -> None:
+        add(name, "PMF", "exact", test, info["val"], info["seconds"], note)
+
     made = MADE(DIM, (s["made_hidden"],), "categorical", num_categories=LEVELS, dropout=0.5)
     info, test = train_made(made, s["epochs"], s["patience"])
-    add(
+    add_made(
         f"MADE (categorical, {s['made_hidden']} units, dropout 0.5)",
-        "PMF",
-        "exact",
         test,
-        info["val"],
-        info["seconds"],
+        info,
         f"raster order; best epoch {info['epoch']}",
     )
     k, hidden, rate = s["orderings"], s["agnostic_hidden"], s["agnostic_dropout"]
@@ -340,13 +340,10 @@ def nll_table(
         DIM, (hidden,), "categorical", num_categories=LEVELS, num_orderings=k, dropout=rate, seed=seed + 1
     )
     info_agnostic, test = train_made(agnostic, s["agnostic_epochs"], 2 * s["patience"])
-    add(
+    add_made(
         f"MADE ({k} orderings, order-agnostic, {hidden} units, dropout {rate})",
-        "PMF",
-        "exact",
         test,
-        info_agnostic["val"],
-        info_agnostic["seconds"],
+        info_agnostic,
         f"p = mean of the {k} orderings' PMFs; best epoch {info_agnostic['epoch']}",
     )
     models["made"] = [made, agnostic]
@@ -374,13 +371,10 @@ def nll_table(
         dropout=0.5,
     )
     info, test = train_made(ordinal, s["epochs"], s["patience"])
-    add(
+    add_made(
         f"MADE (discretized logistic K={mixtures}, {s['made_hidden']} units, dropout 0.5)",
-        "PMF",
-        "exact",
         test,
-        info["val"],
-        info["seconds"],
+        info,
         f"raster order; best epoch {info['epoch']}",
     )
     hidden, rate = s["ordinal_hidden"], s["ordinal_dropout"]
@@ -399,14 +393,11 @@ def nll_table(
     ]
     infos = [train_made(m, s["agnostic_epochs"], 2 * s["patience"]) for m in ordinal_agnostic]
     info_agnostic, test = infos[0]
-    add(
+    add_made(
         f"MADE (discretized logistic K={mixtures}, {k} orderings, order-agnostic, {hidden} units, "
         f"dropout {rate})",
-        "PMF",
-        "exact",
         test,
-        info_agnostic["val"],
-        info_agnostic["seconds"],
+        info_agnostic,
         f"p = mean of the {k} orderings' PMFs; best epoch {info_agnostic['epoch']}",
     )
     models["made_ordinal"] = [ordinal, *ordinal_agnostic]
