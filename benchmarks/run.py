@@ -114,7 +114,7 @@ def run_benchmark(name: str, quick: bool, timeout: float) -> dict:
     record = {
         "status": status,
         "seconds": round(time.perf_counter() - start, 1),
-        "command": command[1:],
+        "command": [str(script.relative_to(HERE.parent)), *command[2:]],
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "load_average_before": load_before,
     }
