@@ -220,7 +220,7 @@ def train(
                 snapshot = take_snapshot()
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn()
-            if step == first and first == 0:
+            if step == 0:
                 # The first step validated every distribution's arguments; later ones skip it
                 # (a third of a step's cost on small models).
                 unvalidated.enter_context(pyro.validation_enabled(False))

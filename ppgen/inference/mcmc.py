@@ -30,6 +30,7 @@ from ppgen.results import Fit, check_options, inference_data
 __all__ = ["MCMCBackend"]
 
 KERNELS = ("nuts", "hmc")
+CHECKPOINT_EVERY = 100  # sampler steps (warm-up and draws) between checkpoint writes
 
 
 @contextlib.contextmanager
@@ -187,7 +188,7 @@ def _run_chain(model, x, covariates, options, seed, progress, chain=0, num_chain
     warmup, num_samples = options.get("warmup_steps", 500), options.get("num_samples", 1000)
     checkpoint = chain_checkpoint_path(options.get("checkpoint"), chain, num_chains)
     resume = chain_checkpoint_path(options.get("resume"), chain, num_chains)
-    every = options.get("checkpoint_every", 100)
+    every = options.get("checkpoint_every", CHECKPOINT_EVERY)
     x = x.detach()
     with _frozen(model), warnings.catch_warnings(), pyro.validation_enabled(False):
         warnings.simplefilter("ignore")
@@ -256,6 +257,11 @@ class MCMCBackend:
         if options.get("kernel", "nuts") not in KERNELS:
             raise OptionError(f"Expected kernel in {KERNELS}, but got {options['kernel']!r}.")
         _check_counts(options)
+        check_checkpoint_options(
+            options.get("checkpoint"),
+            options.get("checkpoint_every", CHECKPOINT_EVERY),
+            options.get("resume"),
+        )
         num_chains = options.get("num_chains", 1)
         sites = global_latent_sites(model, x, covariates)
         if not sites:
@@ -275,9 +281,6 @@ class MCMCBackend:
         seed = int(options.get("seed") or 0)
         progress = bool(options.get("progress", True))
         start = time.perf_counter()
-        check_checkpoint_options(
-            options.get("checkpoint"), options.get("checkpoint_every", 100), options.get("resume")
-        )
         jobs = [
             (model, x, covariates, options, seed + c, progress and c == 0, c, num_chains)
             for c in range(num_chains)

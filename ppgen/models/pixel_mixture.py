@@ -156,9 +156,8 @@ def floored_simplex_mle(counts: torch.Tensor, floor: float) -> torch.Tensor:
     EM built on it can decrease the likelihood.
     """
     c = counts.shape[-1]
-    total = counts.sum(-1, keepdim=True)
     if floor == 0:
-        return counts / total
+        return counts / counts.sum(-1, keepdim=True)
     ordered, _ = counts.sort(-1, descending=True)
     free = torch.arange(1, c + 1, dtype=counts.dtype, device=counts.device)
     lam = ordered.cumsum(-1) / (1 - (c - free) * floor)
