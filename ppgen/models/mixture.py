@@ -42,7 +42,10 @@ class GaussianMixture(Mixture):
             ``"tied"`` (one ``scale_tril`` (d, d)), ``"diag"`` (``scale`` (K, d), standard
             deviations) or ``"spherical"`` (``scale`` (K,)).
         reg_covar: added to the diagonal of every covariance in the M-step, keeping each
-            Sigma_k positive definite when a component collapses onto few points.
+            Sigma_k positive definite when a component collapses onto few points. The M-step
+            then maximises ``Q - (reg_covar / 2) sum_k N_k tr(Sigma_k^-1)`` exactly (for every
+            covariance type), so EM increases that penalised objective, not ``log p(x)`` alone
+            (see :meth:`em_penalty`).
 
     Example:
         >>> import ppgen, torch
@@ -177,6 +180,29 @@ class GaussianMixture(Mixture):
                 "use covariance='diag', or fewer components."
             )
         return {"mu": mu, "scale_tril": tril}
+
+    def _component_penalty(self, nk):
+        """``-(reg / 2) sum_k N_k tr(Sigma_k^-1)``, exactly maximised by the M-step ``Sigma_k = S_k + reg I``.
+
+        ``-(N_k / 2) [log|Sigma| + tr(Sigma^-1 S_k)] - (reg / 2) N_k tr(Sigma^-1)`` is
+        ``-(N_k / 2) [log|Sigma| + tr(Sigma^-1 (S_k + reg I))]``, maximal at ``S_k + reg I``
+        (``mu_k`` is unaffected: the penalty does not involve it). The same holds within
+        each family: ``tied`` sums to ``N tr(Sigma^-1)`` with the pooled ``S``, ``diag`` is
+        per coordinate (``s_kj + reg``), ``spherical`` gives ``mean_j s_kj + reg``.
+        """
+        if self.reg_covar == 0:
+            return 0.0
+        params = self._read()
+        if self.covariance in ("full", "tied"):
+            tril = params["scale_tril"]
+            eye = torch.eye(self.dim, dtype=tril.dtype, device=tril.device)
+            inv = torch.linalg.solve_triangular(tril, eye, upper=False)  # L^-1; tr(Sigma^-1) = |L^-1|_F^2
+            trace = inv.square().sum((-2, -1)).expand(self.n_components)  # (K,)
+        elif self.covariance == "diag":
+            trace = params["scale"].pow(-2).sum(1)
+        else:
+            trace = self.dim * params["scale"].pow(-2)
+        return -0.5 * self.reg_covar * (nk.to(trace) * trace).sum()
 
     def _count_component_params(self):
         k, d = self.n_components, self.dim

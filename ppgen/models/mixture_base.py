@@ -109,6 +109,11 @@ class Mixture(GenerativeModel):
     def _count_component_params(self) -> int:
         raise NotImplementedError
 
+    def _component_penalty(self, nk: torch.Tensor) -> torch.Tensor | float:
+        """The penalty (summed over rows) whose ``Q + penalty`` the M-step maximises exactly;
+        0 for a family whose M-step is the plain maximiser of ``Q``."""
+        return 0.0
+
     def _check_values(self, x: torch.Tensor) -> None:
         """Raise DataError when ``x`` lies outside the component's support."""
 
@@ -208,10 +213,20 @@ class Mixture(GenerativeModel):
                 f"{tuple(resp.shape)}."
             )
         with torch.no_grad():
-            # The tiny floor (as scikit-learn) keeps an empty component finite instead of NaN.
-            nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps  # (K,)
+            nk = _counts(resp)  # (K,)
             values = self._fit_components(x, resp, nk)
             self.set_params(pi=nk / nk.sum(), **values)
+
+    def em_penalty(self, resp: torch.Tensor) -> float:
+        """Mean penalty ``P(theta; N)`` per row at the current parameters, with ``N_k = sum_i r_ik``.
+
+        The M-step maximises ``Q(theta | resp) + P(theta; N)`` exactly, so by Jensen
+        ``L(theta_new) + P(theta_new; N) >= L(theta_old) + P(theta_old; N)`` for the ``N`` of the
+        E-step at ``theta_old``: the inequality the EM backend checks (a regularised M-step is
+        not the maximiser of ``Q`` alone, so ``L`` by itself may fall slightly).
+        """
+        with torch.no_grad():
+            return float(self._component_penalty(_counts(resp))) / resp.shape[0]
 
     def initialize(self, x, init: str = "kmeans++", seed: int | None = None) -> Mixture:
         """Initial parameters: hard k-means++ assignments or random responsibilities, then one M-step."""
@@ -255,6 +270,11 @@ class Mixture(GenerativeModel):
         x = as_tensor(x, name="x", ndim=2, dtype=self._dtype())
         with torch.no_grad():
             return float(-2 * self.log_prob(x).sum() + 2 * self.n_parameters())
+
+
+def _counts(resp: torch.Tensor) -> torch.Tensor:
+    """``N_k = sum_i r_ik`` (K,); the tiny floor (as scikit-learn) keeps an empty component finite."""
+    return resp.sum(0) + 10 * torch.finfo(resp.dtype).eps
 
 
 def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:

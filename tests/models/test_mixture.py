@@ -353,3 +353,58 @@ def test_categorical_mixture_em_never_decreases_with_a_large_floor():
         assert float(fit.params["probs"].min()) >= floor * (1 - 1e-12)
     with pytest.raises(OptionError, match="1/num_categories"):
         CategoricalMixture(2, 17, min_prob=0.1)
+
+
+def _penalised_q(model, x, resp):
+    """``Q + P = sum_ik r_ik [log pi_k + log N(x_i | mu_k, Sigma_k)] - (reg/2) sum_k N_k tr(Sigma_k^-1)``
+    with scipy densities and numpy inverses (independent of the model's GEMM formulas)."""
+    pi, mu, cov = model.pi.detach().numpy(), model.mu.detach().numpy(), model.covariances().numpy()
+    logp = np.stack([stats.multivariate_normal(mu[k], cov[k]).logpdf(x) for k in range(len(pi))], 1)
+    nk = resp.sum(0)
+    trace = np.trace(np.linalg.inv(cov), axis1=1, axis2=2)
+    q = float((resp * (np.log(pi) + logp)).sum())
+    return q, q - 0.5 * model.reg_covar * float((nk * trace).sum())
+
+
+@pytest.mark.parametrize("covariance", COVARIANCES)
+def test_regularised_m_step_maximises_q_plus_penalty(covariance):
+    # The math behind EM's monotonicity check (issue 18): Sigma_k = S_k + reg I is the exact
+    # maximiser of Q + P, P = -(reg/2) sum_k N_k tr(Sigma_k^-1), within each covariance family, and
+    # not of Q alone. Reference: Q + P by scipy at the M-step's output vs 40 random perturbations
+    # of (pi, mu, Sigma) in the family's own parameters (steps 1e-3..1e-2: a point that is not the
+    # maximiser gains to first order along some of them; 1e-10 allows round-off); shrinking Sigma
+    # by reg I raises Q alone (by > 1e-3 with reg = 0.3).
+    x = blobs(n=60)
+    reg = 0.3  # large, so the penalty is visible
+    model = GaussianMixture(3, 3, covariance, reg_covar=reg).double().initialize(x, init="random", seed=1)
+    with torch.no_grad():
+        resp = model.e_step(x)[0]
+        model.m_step(x, resp)
+    resp, xs = resp.numpy(), x.numpy()
+    best_q, best = _penalised_q(model, xs, resp)
+    # The model's own em_penalty is the same P (per row).
+    assert model.em_penalty(torch.tensor(resp)) == pytest.approx((best - best_q) / len(xs), abs=1e-12)
+    optimum = model.point_estimates()
+    scale_name = "scale_tril" if covariance in ("full", "tied") else "scale"
+    rng = np.random.default_rng(0)
+    for step in np.geomspace(1e-3, 1e-2, 40):
+        moved = {k: v.clone() for k, v in optimum.items()}
+        moved["pi"] = torch.softmax(torch.log(moved["pi"]) + step * torch.from_numpy(rng.normal(size=3)), 0)
+        moved["mu"] = moved["mu"] + step * torch.from_numpy(rng.normal(size=moved["mu"].shape))
+        noise = torch.from_numpy(rng.normal(size=moved[scale_name].shape))
+        if scale_name == "scale_tril":
+            moved["scale_tril"] = moved["scale_tril"] + step * torch.tril(noise)
+        else:
+            moved["scale"] = moved["scale"] * torch.exp(step * noise)
+        model.set_params(**moved)
+        assert _penalised_q(model, xs, resp)[1] <= best + 1e-10
+    model.set_params(**optimum)
+    cov = model.covariances() - reg * torch.eye(3, dtype=torch.float64)
+    shrunk = {
+        "full": lambda: {"scale_tril": torch.linalg.cholesky(cov)},
+        "tied": lambda: {"scale_tril": torch.linalg.cholesky(cov[0])},
+        "diag": lambda: {"scale": torch.diagonal(cov, dim1=1, dim2=2).sqrt()},
+        "spherical": lambda: {"scale": cov[:, 0, 0].sqrt()},
+    }[covariance]()
+    model.set_params(**shrunk)
+    assert _penalised_q(model, xs, resp)[0] > best_q + 1e-3
