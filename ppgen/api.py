@@ -25,9 +25,16 @@ def methods() -> list[str]:
     return list(BACKENDS)
 
 
-def applicable_methods(model: Any) -> list[str]:
-    """The methods whose requirements ``model`` meets (capabilities, priors)."""
+def applicable_methods(model: Any, data: Any = None) -> list[str]:
+    """The methods whose requirements ``model`` meets (capabilities, priors).
+
+    A Pyro program shows what it is only when run: give ``data`` (its arguments) to know its
+    latent and observed sites; without them the answer assumes a program with neither.
+    """
     model = as_model(model)
+    if data is not None and callable(getattr(model, "bind", None)) and model.structure is None:
+        model = copy.deepcopy(model)
+        model.bind(data)
     found = []
     for name, backend in BACKENDS.items():
         try:
@@ -50,12 +57,13 @@ def fit(
     """Fit ``model`` to ``data`` with one inference backend and return a :class:`Fit`.
 
     Arguments:
-        model: a :class:`~ppgen.core.GenerativeModel` or a plain Pyro callable
-            ``model(x=None, **covariates)`` that observes site ``"x"``. The model itself is
-            not modified: the fit works on a copy (``fit.model``).
-        data: the observations (tensor, numpy, list, DataFrame), an embedded dataset name,
-            or a dict ``{"x": ..., **covariates}`` whose other entries are passed to the
-            story as keyword arguments.
+        model: a :class:`~ppgen.core.GenerativeModel`, or any Pyro program as Pyro's examples
+            write it — a function, a model method (``guide=`` its guide), a ``PyroModule`` — see
+            :class:`ppgen.program.Program`. The model itself is not modified: the fit works on a
+            copy (``fit.model``).
+        data: for a ppgen model, the observations (tensor, numpy, list, DataFrame, an embedded
+            dataset name) or ``{"x": ..., **covariates}``; for a program, its arguments by name
+            (a dict or DataFrame; a bare tensor binds to an argument ``x``).
         method: ``"exact"``, ``"em"``, ``"mle"``, ``"svi"``, ``"map"``, ``"mcmc"`` or
             ``"adversarial"`` (see :func:`methods`).
         seed: makes the fit bit-reproducible.
@@ -63,8 +71,13 @@ def fit(
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) for the gradient
             methods (mle, svi, map, adversarial); the returned fit lives on the CPU. Under
             ``torchrun`` these methods train data-parallel (see :mod:`ppgen.distributed`).
-        options: backend options, e.g. ``num_steps``, ``lr``, ``batch_size``, ``guide``,
-            ``num_samples``, ``num_chains``; an unknown option raises :class:`OptionError`.
+        observed: programs only: ``{site: values}`` conditions those sites from outside
+            (``poutine.condition``), for a purely generative program such as ``model(sigma)``.
+        plate: programs only: the plate whose entries are the units (default: the outermost
+            plate around every observed site).
+        options: backend options, e.g. ``num_steps``, ``lr``, ``batch_size``, ``guide`` (a name,
+            or a hand-written guide function), ``num_samples``, ``num_chains``; an unknown option
+            raises :class:`OptionError`.
 
     Example:
         >>> import ppgen, torch
@@ -76,31 +89,37 @@ def fit(
     """
     if not isinstance(method, str) or method not in BACKENDS:
         raise OptionError(f"Expected method in {list(BACKENDS)}, but got {method!r}.")
-    model = copy.deepcopy(as_model(model))
-    backend = BACKENDS[method]
-    try:
-        backend.check(model)
-    except MethodError as err:
-        usable = applicable_methods(model)
-        raise MethodError(f"{err} Methods that apply to this model: {usable}.") from None
-    device = _device_for(method, options.pop("device", None))
-    _check_data_parallel(method, backend)
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise OptionError(f"Expected a floating dtype such as torch.float64, but got {dtype!r}.")
-    x, covariates = as_data(data, dtype=dtype)
-    if dtype is None and model.is_bayesian and not list(model.parameters()):
-        # A Bayesian story computes in its priors' dtype; float64 priors give float64 fits.
-        prior_dtype = _prior_dtype(model, x, covariates)
-        if prior_dtype is not None and prior_dtype != x.dtype:
-            x = x.to(prior_dtype)
-    if callable(getattr(model, "setup", None)):
-        model.setup(x, covariates)  # models with lazily created parameters build them now
-    params = list(model.parameters())
-    target = x.dtype if dtype is None and params else (dtype or x.dtype)
-    if params and params[0].dtype != target:
-        model = model.to(target)
-    if method in ("mle", "svi", "map", "mcmc") and model.is_bayesian:
-        _check_support(model, x, covariates)
+    observed = options.pop("observed", None)
+    model = _as_fit_model(model, observed, options)
+    backend = BACKENDS[method]
+    program = callable(getattr(model, "bind", None))
+    if program:  # a user's program: bind its arguments and discover its sites before the checks
+        x, covariates = model.bind(data, dtype=dtype, observed=observed)
+    _check_method(model, backend)
+    device = _device_for(method, options.pop("device", None))
+    _check_data_parallel(method, backend)
+    if program:
+        if dtype is not None:
+            model = model.to(dtype)
+        if method == "mcmc" or method in ("svi", "map") and _uses_autoguide(model, options):
+            model.check_transformable(method)
+    else:
+        x, covariates = as_data(data, dtype=dtype)
+        if dtype is None and model.is_bayesian and not list(model.parameters()):
+            # A Bayesian story computes in its priors' dtype; float64 priors give float64 fits.
+            prior_dtype = _prior_dtype(model, x, covariates)
+            if prior_dtype is not None and prior_dtype != x.dtype:
+                x = x.to(prior_dtype)
+        if callable(getattr(model, "setup", None)):
+            model.setup(x, covariates)  # models with lazily created parameters build them now
+        params = list(model.parameters())
+        target = x.dtype if dtype is None and params else (dtype or x.dtype)
+        if params and params[0].dtype != target:
+            model = model.to(target)
+        if method in ("mle", "svi", "map", "mcmc") and model.is_bayesian:
+            _check_support(model, x, covariates)
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
@@ -112,10 +131,42 @@ def fit(
     if device.type != "cpu":
         result, x = _fit_to_cpu(result), x.cpu()
         result.options["device"] = str(device)
+    if program:  # a program's data are its bound arguments
+        result.data, result.covariates = covariates, {}
+        result.options.update({"observed": sorted(observed or {})} if observed else {})
+        return result
     result.data = x
     if covariates and not result.covariates:
         result.covariates = covariates
     return result
+
+
+def _as_fit_model(model: Any, observed: Any, options: dict) -> Any:
+    """A private copy of ``model`` (the user's object is never changed); programs get their options."""
+    program_options = {}
+    if observed is not None:
+        if not isinstance(observed, dict) or not observed:
+            raise OptionError(f"Expected observed= as a dict {{site: values}}, but got {observed!r}.")
+        program_options["observed"] = tuple(observed)
+    if "plate" in options:
+        program_options["plate"] = options.pop("plate")
+    model = copy.deepcopy(as_model(model, **program_options))
+    if callable(getattr(model, "set_guide", None)) and callable(options.get("guide")):
+        model.set_guide(options.pop("guide"))  # a hand-written guide: its parameters live in the fit
+    return model
+
+
+def _check_method(model: Any, backend: Any) -> None:
+    try:
+        backend.check(model)
+    except MethodError as err:
+        usable = applicable_methods(model)
+        raise MethodError(f"{err} Methods that apply to this model: {usable}.") from None
+
+
+def _uses_autoguide(model: Any, options: dict) -> bool:
+    guide = options.get("guide")
+    return isinstance(guide, str) and guide != "model" or guide is None and model.user_guide is None
 
 
 GRADIENT_METHODS = ("mle", "svi", "map", "adversarial")

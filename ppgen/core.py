@@ -29,7 +29,6 @@ from ppgen.errors import DataError, ImplicitModelError, OptionError
 __all__ = [
     "GenerativeModel",
     "ImplicitModel",
-    "PyroProgram",
     "as_model",
     "bayesian",
     "pyro_method",
@@ -63,6 +62,8 @@ class GenerativeModel(PyroModule):
     #: Such a model overrides ``log_prob`` with the marginal and guides (or enumerates)
     #: its own locals; autoguides then cover only the globals.
     has_local_latents: bool = False
+    #: The plate whose entries are the units of the data (rows); programs discover theirs.
+    unit_plate: str | None = DATA_PLATE
 
     # ----------------------------------------------------------------- the story
     def data_plate(self, x: torch.Tensor | None = None, n: int | None = None) -> pyro.plate:
@@ -108,6 +109,11 @@ class GenerativeModel(PyroModule):
         return site["fn"].log_prob(site["value"])
 
     # ----------------------------------------------------------- introspection
+    @property
+    def guides_own_locals(self) -> bool:
+        """Whether the model's own guide covers its local latents (autoguides then cover the globals only)."""
+        return self.has_local_latents
+
     @property
     def capabilities(self) -> set[str]:
         """Names of the optional methods this model offers."""
@@ -176,124 +182,11 @@ class ImplicitModel(GenerativeModel):
         return super().capabilities - {"log_prob"}
 
 
-class PyroProgram(GenerativeModel):
-    """Adapter that lets a plain Pyro callable ``model(x=None, **covariates)`` be fitted.
+def as_model(model: Any, guide: Callable[..., Any] | None = None, **program_options: Any) -> GenerativeModel:
+    """``model`` as a :class:`GenerativeModel`; any Pyro program becomes a :class:`ppgen.program.Program`."""
+    from ppgen.program import as_model as _as_model
 
-    The callable must observe its data at site ``"x"``. Its ``pyro.param`` statements are
-    point estimates; its ``pyro.sample`` statements outside the ``"data"`` plate are the
-    globals a Bayesian method infers.
-    """
-
-    def __init__(self, fn: Callable[..., Any], guide: Callable[..., Any] | None = None):
-        super().__init__()
-        if not callable(fn):
-            raise OptionError(f"Expected a callable Pyro model, but got {type(fn).__name__}.")
-        self.fn = fn
-        self.user_guide = guide
-        # The program's pyro.param statements live here, not in Pyro's global param store,
-        # so two fits of one program never share parameters (PYRO_NOTES 2).
-        self.unconstrained = torch.nn.ParameterDict()
-        self.constraints: dict[str, Any] = {}
-
-    @pyro_method
-    def model(self, x: torch.Tensor | None = None, n: int | None = None, **covariates):
-        if n is not None and x is None:
-            covariates.setdefault("n", n)
-        with _LocalParams(self):
-            return self.fn(x=x, **covariates)
-
-    @pyro_method
-    def guide(self, x: torch.Tensor | None = None, n: int | None = None, **covariates):
-        if self.user_guide is not None:
-            if n is not None and x is None:
-                covariates.setdefault("n", n)
-            with _LocalParams(self):
-                return self.user_guide(x=x, **covariates)
-        return None
-
-    def setup(self, x: torch.Tensor, covariates: dict) -> None:
-        """Run the program once so its ``pyro.param`` statements create their parameters."""
-        with torch.no_grad(), poutine.block():
-            poutine.trace(self.model).get_trace(x, **covariates)
-            if self.user_guide is not None:
-                self.guide(x, **covariates)
-
-    @property
-    def param_names(self) -> list[str]:
-        return list(self.unconstrained.keys())
-
-    def point_estimates(self) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            return {name: self._constrained(name).detach().clone() for name in self.unconstrained}
-
-    def _constrained(self, name: str) -> torch.Tensor:
-        return torch.distributions.transform_to(self.constraints[name])(self.unconstrained[name])
-
-    @pyro_method
-    def sample(self, n: int, **covariates) -> torch.Tensor:
-        n = _check_count(n)
-        with torch.no_grad():
-            trace = poutine.trace(self.model).get_trace(n=n, **covariates)
-        return trace.nodes[DATA_SITE]["value"]
-
-    @pyro_method
-    def log_prob(self, x: torch.Tensor, **covariates) -> torch.Tensor:
-        trace = poutine.trace(self.model).get_trace(x, **covariates)
-        site = trace.nodes[DATA_SITE]
-        return site["fn"].log_prob(site["value"])
-
-    @property
-    def capabilities(self) -> set[str]:
-        return {"log_prob"}
-
-
-class _LocalParams(poutine.messenger.Messenger):
-    """Serve ``pyro.param`` statements from a :class:`PyroProgram`'s own parameters."""
-
-    def __init__(self, program: PyroProgram):
-        super().__init__()
-        self.program = program
-        self._busy = False  # reading the program's own nn.Parameters emits param messages too
-
-    def _process_message(self, msg):
-        if msg["type"] != "param" or msg["done"] or self._busy:
-            return
-        self._busy = True
-        try:
-            self._serve(msg)
-        finally:
-            self._busy = False
-
-    def _serve(self, msg):
-        name = msg["name"]
-        store = self.program.unconstrained
-        if name not in store:
-            init = msg["args"][1] if len(msg["args"]) > 1 else msg["kwargs"].get("init_tensor")
-            if init is None:
-                raise OptionError(f"Expected an initial value for pyro.param({name!r}, ...), but got none.")
-            init = init() if callable(init) else torch.as_tensor(init)
-            constraint = msg["kwargs"].get("constraint", dist.constraints.real)
-            self.program.constraints[name] = constraint
-            store[name] = torch.nn.Parameter(torch.distributions.transform_to(constraint).inv(init.detach()))
-        msg["value"] = self.program._constrained(name)
-        msg["done"] = True
-
-
-def as_model(model: Any) -> GenerativeModel:
-    """Return ``model`` as a :class:`GenerativeModel` (wrapping plain callables)."""
-    if isinstance(model, GenerativeModel):
-        return model
-    if isinstance(model, torch.nn.Module) and not isinstance(model, PyroModule):
-        raise OptionError(
-            f"Expected a ppgen GenerativeModel or a Pyro callable, but got the torch module "
-            f"{type(model).__name__}; wrap its story in a GenerativeModel subclass."
-        )
-    if callable(model):
-        return PyroProgram(model)
-    raise OptionError(
-        f"Expected a ppgen GenerativeModel or a Pyro callable model(x=None, ...), but got "
-        f"{type(model).__name__}."
-    )
+    return _as_model(model, guide, **program_options)
 
 
 def bayesian(model: GenerativeModel, **priors: dist.Distribution) -> GenerativeModel:
@@ -354,24 +247,25 @@ def _check_count(n: Any) -> int:
 
 
 # --------------------------------------------------------------------- helpers
-def in_data_plate(msg: dict) -> bool:
-    """Whether a Pyro message belongs to a site inside the ``"data"`` plate."""
-    return any(frame.name == DATA_PLATE for frame in msg.get("cond_indep_stack", ()))
+def in_data_plate(msg: dict, plate: str | None = DATA_PLATE) -> bool:
+    """Whether a Pyro message belongs to a site inside the units' plate (``"data"`` for ppgen models)."""
+    return plate is not None and any(frame.name == plate for frame in msg.get("cond_indep_stack", ()))
 
 
 class ScaleData(poutine.messenger.Messenger):
-    """Scale every site inside the ``"data"`` plate by ``factor`` (= N / batch size).
+    """Scale every site inside the units' plate by ``factor`` (= N / batch size).
 
     Minibatching then gives an unbiased estimate of the full-data objective while the
-    global sites (priors) are counted once — for any story, including users' callables.
+    global sites (priors) are counted once — for any story, including users' programs.
     """
 
-    def __init__(self, factor: float):
+    def __init__(self, factor: float, plate: str | None = DATA_PLATE):
         super().__init__()
         self.factor = factor
+        self.plate = plate
 
     def _process_message(self, msg):
-        if in_data_plate(msg):
+        if in_data_plate(msg, self.plate):
             msg["scale"] = msg["scale"] * self.factor
 
 
@@ -384,7 +278,7 @@ def global_latent_sites(model: GenerativeModel, x: torch.Tensor, covariates: dic
     return {
         name: site
         for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"] and not in_data_plate(site)
+        if site["type"] == "sample" and not site["is_observed"] and not in_data_plate(site, model.unit_plate)
     }
 
 
@@ -397,6 +291,10 @@ def draw_log_likelihood(
     marginalises any local latents, so enumerated mixtures score correctly.
     """
     covariates = covariates or {}
+    if callable(getattr(model, "bind", None)):  # a user's program: per unit, summed over observed sites
+        from ppgen.predictive import site_log_likelihood
+
+        return site_log_likelihood(model, covariates, draws)[1]
     total = next(iter(draws.values())).shape[0]
     if not model.has_local_latents:
         vectorised = _vectorised_log_likelihood(model, x, draws, covariates, total)

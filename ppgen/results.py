@@ -71,6 +71,11 @@ class Fit:
 
         Point fits use the plug-in density ``log p(x_i | θ̂)``; Bayesian fits the log
         posterior predictive ``log (1/S) Σ_s p(x_i | θ_s)`` (exact for conjugate fits).
+
+        For a program, ``x`` is a dict of its arguments (``observed=`` values too, where the fit
+        used them) and the density is per unit, summed over observed sites. Per-unit latents are
+        reused when the data describe as many units as in training (the same units, e.g. the same
+        players' rest of season) and drawn from their conditional prior otherwise.
         """
         x, covariates = self._as_data(x, covariates)
         with torch.no_grad():
@@ -100,6 +105,11 @@ class Fit:
             pyro.set_rng_seed(seed)
         with torch.no_grad():
             draws = self.draws
+            if callable(getattr(self.model, "bind", None)):
+                from ppgen.predictive import predictive_draws
+
+                args = self._as_data(covariates, {})[1] if covariates else None
+                return predictive_draws(self.model, n, args, draws)
             if self.exact_posterior is not None:
                 draws = self.exact_posterior.draw(int(n))
             if draws is None:
@@ -207,6 +217,15 @@ class Fit:
 
     # ---------------------------------------------------------------- helpers
     def _as_data(self, x, covariates):
+        if callable(getattr(self.model, "bind", None)):
+            covariates = dict(covariates)
+            observed = covariates.pop("observed", None)
+            if covariates:
+                raise OptionError(
+                    f"Expected the program's new arguments as one dict (and observed=), but got the extra "
+                    f"keywords {sorted(covariates)}."
+                )
+            return self.model.bind(x, dtype=self._dtype(), observed=observed)
         if isinstance(x, dict):
             x, found = as_data(x, dtype=self._dtype())
             covariates = {**found, **covariates}
@@ -284,6 +303,23 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _pointwise_by_site(model, x, flat, covariates) -> dict[str, torch.Tensor]:
+    """``{site: (S, N)}``: one entry ``"x"`` for ppgen models; each observed site of a program, plus
+    their per-unit sum ``"total"`` when there are several (what ``az.loo(..., var_name="total")`` reads)."""
+    if not callable(getattr(model, "bind", None)):
+        return {"x": draw_log_likelihood(model, x, flat, covariates)}
+    from ppgen.predictive import TOTAL, site_log_likelihood
+
+    per_site, total = site_log_likelihood(model, covariates, flat)
+    return per_site if len(per_site) == 1 else {**per_site, TOTAL: total}
+
+
+def _observed_data(model, x, covariates) -> dict[str, np.ndarray]:
+    if not callable(getattr(model, "bind", None)):
+        return {"x": x.detach().cpu().numpy()}
+    return {site: value.detach().cpu().numpy() for site, value in model.observed_values(covariates).items()}
+
+
 def _thin(draws: dict[str, torch.Tensor], most: int) -> dict[str, torch.Tensor]:
     total = next(iter(draws.values())).shape[0]
     if total <= most:
@@ -325,16 +361,16 @@ def inference_data(
             by_chain = {k: v[:, keep] for k, v in by_chain.items()}
     chains, draws = next(iter(by_chain.values())).shape[:2]
     flat = {k: v.reshape(chains * draws, *v.shape[2:]) for k, v in by_chain.items()}
-    groups = {
-        "posterior": {k: v.detach().cpu().numpy() for k, v in by_chain.items()},
-        "observed_data": {"x": x.detach().cpu().numpy()},
-    }
+    groups = {"posterior": {k: v.detach().cpu().numpy() for k, v in by_chain.items()}}
     try:
         with torch.no_grad():
-            pointwise = draw_log_likelihood(model, x, flat, covariates)
-        groups["log_likelihood"] = {"x": pointwise.reshape(chains, draws, -1).cpu().numpy()}
+            per_site = _pointwise_by_site(model, x, flat, covariates or {})
+        groups["log_likelihood"] = {
+            k: v.reshape(chains, draws, -1).cpu().numpy() for k, v in per_site.items()
+        }
     except NotImplementedError:
         pass  # a story without a tractable marginal: no LOO/WAIC, the rest still works
+    groups["observed_data"] = _observed_data(model, x, covariates or {})
     if sample_stats:
         groups["sample_stats"] = sample_stats
     return az.from_dict(**groups)

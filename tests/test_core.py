@@ -5,7 +5,7 @@ import pyro.distributions as dist
 import torch
 
 import ppgen
-from ppgen.core import _looped_log_likelihood, _vectorised_log_likelihood, as_model
+from ppgen.core import _looped_log_likelihood, _vectorised_log_likelihood
 from ppgen.models import Gaussian, NormalInverseWishart
 from tests.common import assert_close, gaussian_data
 
@@ -29,10 +29,7 @@ def _cases():
     )
     draws = {"loc": torch.randn(40, 2), "scale": torch.rand(40, 2) + 0.5}
     yield bayes, x2.float(), {}, draws
-    sigma = torch.tensor([15.0, 10.0, 16.0, 11.0])
-    x = torch.tensor([28.0, 8.0, -3.0, 7.0])
-    draws = {"mu": torch.randn(40), "tau": torch.rand(40) + 1, "theta": torch.randn(40, 4)}
-    yield as_model(_schools), x, {"sigma": sigma}, draws
+    # Users' programs have their own vectorised path (ppgen.predictive), tested in tests/test_program.py.
 
 
 def test_vectorised_pointwise_log_likelihood_equals_the_draw_by_draw_loop():

@@ -247,6 +247,10 @@ class Adversarial:
     options = set(AdversarialConfig.__dataclass_fields__) | {"critic", "evaluate", "seed"}
 
     def check(self, model: GenerativeModel) -> None:
+        if callable(getattr(model, "check_generator", None)):  # a program: its observed site is the sample
+            if model.structure is not None:
+                model.check_generator()
+            return
         if not callable(getattr(model, "rsample", None)):
             raise MethodError(
                 f"Expected a generator with a reparameterised rsample(n) for method='adversarial', but "
@@ -261,6 +265,8 @@ class Adversarial:
 
     def fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         check_options(options, self.options, self.name)
+        if callable(getattr(model, "training_rows", None)):  # a program: the critic sees its observed site
+            x, covariates = model.training_rows(x, covariates), {}
         if covariates:
             raise OptionError(
                 f"Expected data without covariates for method='adversarial', but got {sorted(covariates)}."

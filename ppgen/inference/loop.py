@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppgen import distributed
-from ppgen.core import ScaleData
+from ppgen.core import DATA_PLATE, ScaleData
 from ppgen.errors import FitFileError, NonFiniteLossError, OptionError
 
 __all__ = [
@@ -128,8 +128,9 @@ class Minibatches:
         cov = _rows(self.covariates, idx, self.n)
         return self.x[idx], cov, self.n / self.batch_size * self.weight
 
-    def scaled(self, scale: float):
-        return ScaleData(scale) if scale != 1.0 else contextlib.nullcontext()
+    def scaled(self, scale: float, plate: str | None = DATA_PLATE):
+        """Scale the terms of the units' plate by ``scale`` (a no-op at 1)."""
+        return ScaleData(scale, plate) if scale != 1.0 else contextlib.nullcontext()
 
 
 def _rows(covariates: dict, idx: torch.Tensor, n: int) -> dict:

@@ -48,7 +48,9 @@ def _frozen(model: GenerativeModel):
 
 def _kernel(model, options, jit: bool):
     kernel_cls = NUTS if options.get("kernel", "nuts") == "nuts" else HMC
-    kwargs = {"max_plate_nesting": options.get("max_plate_nesting", 1)}
+    kwargs = {
+        "max_plate_nesting": options.get("max_plate_nesting", max(1, getattr(model, "max_plate_nesting", 1)))
+    }
     if kernel_cls is NUTS:
         kwargs["target_accept_prob"] = options.get("target_accept_prob", 0.8)
     else:
@@ -246,7 +248,7 @@ class MCMCBackend:
                 f"{sorted(bad)} have supports without a bijection ({list(bad.values())}); use "
                 "method='exact' (conjugate) or reparameterise them (e.g. a Cholesky factor)."
             )
-        if not model.is_bayesian and type(model).__name__ != "PyroProgram":
+        if not model.is_bayesian:
             raise MethodError(
                 f"Expected a model with priors for method='mcmc', but {type(model).__name__} has none; "
                 "give priors with ppgen.bayesian(model, name=prior), or use method='mle'/'exact'."
@@ -263,21 +265,10 @@ class MCMCBackend:
             options.get("resume"),
         )
         num_chains = options.get("num_chains", 1)
-        sites = global_latent_sites(model, x, covariates)
-        if not sites:
-            raise MethodError(
-                f"Expected latent global sites for method='mcmc', but {type(model).__name__}'s story has "
-                "none (no priors); give priors with ppgen.bayesian."
-            )
-        for name, site in sites.items():
-            try:
-                torch.distributions.biject_to(site["fn"].support)
-            except NotImplementedError:
-                raise MethodError(
-                    f"Expected global latents that NUTS can move in an unconstrained space, but site "
-                    f"{name!r} has support {site['fn'].support} with no bijection; use method='exact' "
-                    "(conjugate) or reparameterise it (e.g. a Cholesky factor)."
-                ) from None
+        if callable(getattr(model, "check_transformable", None)):
+            model.check_transformable(self.name)  # a program: NUTS moves its globals and per-unit latents
+        else:
+            _check_global_sites(global_latent_sites(model, x, covariates), type(model).__name__)
         seed = int(options.get("seed") or 0)
         progress = bool(options.get("progress", True))
         start = time.perf_counter()
@@ -323,6 +314,23 @@ class MCMCBackend:
             fit.converged = False
         fit.extras["divergences"] = int(diverging.sum())
         return fit
+
+
+def _check_global_sites(sites: dict, model_name: str) -> None:
+    if not sites:
+        raise MethodError(
+            f"Expected latent global sites for method='mcmc', but {model_name}'s story has "
+            "none (no priors); give priors with ppgen.bayesian."
+        )
+    for name, site in sites.items():
+        try:
+            torch.distributions.biject_to(site["fn"].support)
+        except NotImplementedError:
+            raise MethodError(
+                f"Expected global latents that NUTS can move in an unconstrained space, but site "
+                f"{name!r} has support {site['fn'].support} with no bijection; use method='exact' "
+                "(conjugate) or reparameterise it (e.g. a Cholesky factor)."
+            ) from None
 
 
 def _check_counts(options: dict) -> None:

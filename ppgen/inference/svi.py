@@ -19,13 +19,7 @@ import torch
 from pyro import poutine
 from pyro.infer import RenyiELBO, Trace_ELBO, TraceEnum_ELBO
 
-from ppgen.core import (
-    GenerativeModel,
-    PyroProgram,
-    global_latent_sites,
-    in_data_plate,
-    untransformable_priors,
-)
+from ppgen.core import GenerativeModel, global_latent_sites, in_data_plate, untransformable_priors
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.loop import Minibatches, TrainConfig, train
 from ppgen.results import Fit, check_options, inference_data
@@ -57,11 +51,7 @@ def _check_trainable(model: GenerativeModel, method: str) -> None:
             f"Expected an explicit model for method={method!r}, but {type(model).__name__} is implicit "
             f"(a sampler x = g(z) without a density); use method in {list(density_free)}."
         )
-    if (
-        not model.is_bayesian
-        and not isinstance(model, PyroProgram)
-        and not any(True for _ in model.parameters())
-    ):
+    if not model.is_bayesian and not any(True for _ in model.parameters()):
         raise MethodError(
             f"Expected a model with parameters to optimise for method={method!r}, but "
             f"{type(model).__name__} has none."
@@ -79,7 +69,8 @@ class MLE:
         if model.is_bayesian:
             raise MethodError(
                 f"Expected a model without priors for method='mle', but {type(model).__name__} has priors "
-                f"on {model.prior_names}; use method='map', 'svi' or 'mcmc'."
+                f"on {model.prior_names}; use method='map', 'svi' or 'mcmc' (latent sites need a guide or "
+                "a posterior)."
             )
         # A model whose log_prob is a Monte Carlo estimate (VAE: IWAE) is not fitted through it.
         estimate = getattr(model, "log_prob_is_estimate", False)
@@ -95,13 +86,20 @@ class MLE:
         batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
         n = x.shape[0]
         use_log_prob = "log_prob" in model.capabilities and not covariates
+        # Enumerated discrete latents are summed out exactly: TraceEnum with the empty guide is the likelihood.
+        elbo = (
+            TraceEnum_ELBO(max_plate_nesting=_plate_nesting(model, options))
+            if _has_enumeration(model, x, covariates)
+            else Trace_ELBO()
+        )
+        _check_minibatch(model, covariates, batches)
 
         def loss_fn():
             xb, cov, scale = batches.next()
             if use_log_prob:
                 return -model.log_prob(xb).sum() * scale / n
-            with batches.scaled(scale):
-                return Trace_ELBO().differentiable_loss(model.model, model.guide, xb, **cov) / n
+            with batches.scaled(scale, model.unit_plate):
+                return elbo.differentiable_loss(model.model, model.guide, xb, **cov) / n
 
         start = time.perf_counter()
         history, converged = train(loss_fn, list(model.parameters()), config, desc="mle", batches=batches)
@@ -157,7 +155,8 @@ class SVI:
         return self._fit(model, x, covariates, **options)
 
     def _fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
-        guide_name = options.get("guide", "normal" if model.is_bayesian else "model")
+        own_guide = getattr(model, "user_guide", None) is not None
+        guide_name = options.get("guide", "normal" if model.is_bayesian and not own_guide else "model")
         loss_name = options.get("loss", "auto")
         if loss_name not in LOSSES:
             raise OptionError(f"Expected loss in {LOSSES}, but got {loss_name!r}.")
@@ -165,7 +164,9 @@ class SVI:
             raise OptionError(f"Expected guide in {GUIDES} or a callable, but got {guide_name!r}.")
         config = _train_config(options)
         globals_ = global_latent_sites(model, x, covariates)
-        if guide_name == "model" and globals_:
+        if guide_name == "model" and own_guide and callable(getattr(model, "check_guide", None)):
+            model.check_guide(covariates)  # a user's guide must draw every latent of the program
+        elif guide_name == "model" and globals_:
             raise OptionError(
                 f"Expected a guide for the global latents {sorted(globals_)}, but got guide='model' "
                 "(which covers local latents only); use guide='normal', 'mvn' or 'delta'."
@@ -181,7 +182,7 @@ class SVI:
         )
         if loss_name == "auto":
             loss_name = "enum" if enumerate_ else "elbo"
-        plates = options.get("max_plate_nesting", 1)
+        plates = _plate_nesting(model, options)
         elbo = {
             "elbo": lambda: Trace_ELBO(num_particles=options.get("num_particles", 1)),
             "enum": lambda: TraceEnum_ELBO(max_plate_nesting=plates),
@@ -196,11 +197,13 @@ class SVI:
         else:
             # The autoguide covers the globals; local latents belong to the model's own guide
             # (or are enumerated). A plain Pyro program without a guide gets them all covered.
-            own_locals = model.has_local_latents or getattr(model, "user_guide", None) is not None
+            own_locals = model.guides_own_locals or own_guide
 
             def hidden(msg):
                 enumerated = msg["infer"].get("enumerate") == "parallel"
-                return msg["is_observed"] or enumerated or (own_locals and in_data_plate(msg))
+                return (
+                    msg["is_observed"] or enumerated or (own_locals and in_data_plate(msg, model.unit_plate))
+                )
 
             blocked = poutine.block(model.model, hide_fn=hidden)
             cls = {"delta": autoguides.AutoDelta, "normal": autoguides.AutoNormal}.get(
@@ -230,6 +233,7 @@ class SVI:
                 "(e.g. GaussianMixture.initialize)."
             )
         batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
+        _check_minibatch(model, covariates, batches)
         n = x.shape[0]
         if auto is not None:
             try:
@@ -248,7 +252,7 @@ class SVI:
             xb, cov, scale = batches.next()
             if model_loss:
                 return model.loss(xb, **cov) * scale / n
-            with batches.scaled(scale):
+            with batches.scaled(scale, model.unit_plate):
                 if loss_name == "iwae":
                     return _renyi_loss(elbo, model.model, guide, xb, cov) / n
                 return elbo.differentiable_loss(model.model, guide, xb, **cov) / n
@@ -280,7 +284,7 @@ class MAP(SVI):
     options = _TRAIN_KEYS | {"seed", "loss", "max_plate_nesting", "init"}
 
     def check(self, model: GenerativeModel) -> None:
-        if not model.is_bayesian and not isinstance(model, PyroProgram):
+        if not model.is_bayesian:
             raise MethodError(
                 f"Expected a model with priors for method='map', but {type(model).__name__} has none; "
                 "use method='mle' (or give priors with ppgen.bayesian)."
@@ -289,6 +293,18 @@ class MAP(SVI):
     def fit(self, model, x, covariates, **options):
         check_options(options, self.options, self.name)
         return self._fit(model, x, covariates, guide="delta", **options)
+
+
+def _plate_nesting(model: GenerativeModel, options: dict) -> int:
+    """``max_plate_nesting`` for TraceEnum: the option, else what the program's trace showed (at least 1)."""
+    return options.get("max_plate_nesting", max(1, getattr(model, "max_plate_nesting", 1)))
+
+
+def _check_minibatch(model: GenerativeModel, covariates: dict, batches: Minibatches) -> None:
+    """A program minibatches only when its units' plate follows the sliced arguments."""
+    if batches.batch_size is None or not callable(getattr(model, "check_minibatch", None)):
+        return
+    model.check_minibatch(covariates, batches.batch_size)
 
 
 def _init_values(init, sites: dict) -> dict[str, torch.Tensor]:

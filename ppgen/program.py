@@ -1,0 +1,669 @@
+"""Users' Pyro programs, fitted as they are written.
+
+A :class:`Program` adapts any Pyro program — a function ``partially_pooled(at_bats, hits)``, a
+model/guide pair holding ``pyro.module`` networks and ``pyro.param`` statements, a ``PyroModule``
+whose ``forward(x, y=None)`` is the story, a purely generative ``model(sigma)`` conditioned from
+outside — to the contract the backends speak. What it finds out by tracing the program once:
+
+- **arguments** bind to the program's signature by name (:meth:`Program.bind`);
+- **observed sites**: every site with ``obs=`` values, plus those conditioned with ``observed=``;
+- **units**: the outermost plate around every observed site (players, schools, rows), or one unit
+  when the observed sites sit in no plate. Pointwise log-likelihoods, LOO/WAIC, minibatches and
+  held-out scores are per unit.
+- **parameters**: ``pyro.param`` statements and ``pyro.module`` networks are served from the
+  program's own store (never Pyro's global one), so two fits of one program are independent and a
+  saved fit reloads exactly.
+
+Backends count and slice rows of ``x``. A program's rows are its units, whose data live in the
+bound arguments, so the ``x`` a backend receives for a program is an ``(N, 0)`` tensor: ``N`` units
+and no columns of their own. Per-unit arguments (tensors whose leading dimension is ``N``) are
+minibatched with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.poutine.util import prune_subsample_sites
+
+from ppgen.core import GenerativeModel, _check_count
+from ppgen.data import as_tensor, load
+from ppgen.errors import DataError, MethodError, OptionError
+
+__all__ = ["Program", "as_model", "OBSERVED_PREFIX", "readable_name"]
+
+#: Conditioning values given with ``observed={site: value}`` travel with the arguments under
+#: ``"observed:<site>"`` (not a Python identifier, so never a program argument), which lets
+#: minibatches slice them like any per-unit argument.
+OBSERVED_PREFIX = "observed:"
+_MODULE_DIVIDER = "$$$"
+
+
+def readable_name(name: str) -> str:
+    """``pyro.module("decoder", net)`` names its parameters ``decoder$$$fc.weight``; we show ``decoder.fc.weight``."""
+    return name.replace(_MODULE_DIVIDER, ".")
+
+
+class Program(GenerativeModel):
+    """A user's Pyro program as a ppgen model.
+
+    Arguments:
+        fn: the model — a function, a bound method, or a ``PyroModule`` whose ``forward`` is the story.
+        guide: optional hand-written guide with the model's signature (``pyro.param``/``pyro.module``
+            inside are the fit's own parameters).
+        observed: names of sites conditioned from outside (their values come with the data).
+        plate: the plate that defines the units, when the outermost common one is not wanted.
+
+    Example:
+        >>> def coin(flips):
+        ...     p = pyro.sample("p", dist.Beta(2.0, 2.0))
+        ...     with pyro.plate("flips", len(flips)):
+        ...         pyro.sample("obs", dist.Bernoulli(p), obs=flips)
+        >>> program = Program(coin)
+        >>> units, args = program.bind({"flips": torch.tensor([1.0, 0.0, 1.0])})
+        >>> units.shape, program.observed_sites, program.unit_plate
+        (torch.Size([3, 0]), ('obs',), 'flips')
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        guide: Callable[..., Any] | None = None,
+        *,
+        observed: tuple[str, ...] = (),
+        plate: str | None = None,
+    ):
+        super().__init__()
+        if not callable(fn):
+            raise OptionError(f"Expected a callable Pyro model, but got {type(fn).__name__}.")
+        if guide is not None and not callable(guide):
+            raise OptionError(f"Expected a callable guide, but got {type(guide).__name__}.")
+        # A PyroModule story or guide is a plain torch child: its parameters train with the fit,
+        # and its Pyro names stay its own (PyroModule.add_module would prefix them).
+        for role, part in (("story", fn), ("guide_module", guide)):
+            if isinstance(part, torch.nn.Module):
+                torch.nn.Module.add_module(self, role, part)
+        self._fn = None if isinstance(fn, torch.nn.Module) else fn
+        self._guide = None if isinstance(guide, torch.nn.Module) else guide
+        self.signature = _signature(fn)
+        self.observed_names = tuple(observed)
+        self.plate_choice = plate
+        # pyro.param / pyro.module values: unconstrained tensors by position, names mapped
+        # (a ParameterDict refuses the "." that pyro.module names contain).
+        self.local_params = torch.nn.ParameterList()
+        self.param_index: dict[str, int] = {}
+        self.constraints: dict[str, Any] = {}
+        self.structure: dict[str, Any] | None = None  # filled by the first bind
+        self.train_args: dict[str, Any] | None = None  # the first bind's arguments (forward runs)
+
+    # ------------------------------------------------------------------ the story
+    @property
+    def fn(self) -> Callable[..., Any]:
+        return self._fn if self._fn is not None else self.story
+
+    @property
+    def user_guide(self) -> Callable[..., Any] | None:
+        return self._guide if self._guide is not None else self._modules.get("guide_module")
+
+    def set_guide(self, guide: Callable[..., Any]) -> None:
+        """Attach a hand-written guide (``ppgen.fit(program, data, guide=my_guide)``)."""
+        if isinstance(guide, torch.nn.Module):
+            torch.nn.Module.add_module(self, "guide_module", guide)
+            self._guide = None
+        else:
+            self._guide = guide
+
+    def model(self, units: torch.Tensor | None = None, /, **args: Any):
+        """Run the program on its bound arguments, conditioned on any ``observed=`` values."""
+        observed = {
+            k[len(OBSERVED_PREFIX) :]: args.pop(k) for k in list(args) if k.startswith(OBSERVED_PREFIX)
+        }
+        with self.parameters_served():
+            if observed:
+                return poutine.condition(self.fn, data=observed)(**args)
+            return self.fn(**args)
+
+    def guide(self, units: torch.Tensor | None = None, /, **args: Any):
+        """The user's guide (empty without one)."""
+        guide = self.user_guide
+        if guide is None:
+            return None
+        args = {k: v for k, v in args.items() if not k.startswith(OBSERVED_PREFIX)}
+        with self.parameters_served():
+            return guide(**args)
+
+    def parameters_served(self) -> contextlib.AbstractContextManager:
+        """Within this context ``pyro.param`` and ``pyro.module`` use the program's own parameters."""
+        return _LocalParams(self)
+
+    # ---------------------------------------------------------------- binding
+    def bind(
+        self, data: Any, *, dtype: torch.dtype | None = None, observed: Mapping[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Bind ``data`` to the program's arguments; return ``(units, arguments)``.
+
+        A dict (or DataFrame) binds by name; a bare tensor binds to an argument called ``x``.
+        Tensors, arrays and DataFrame columns become validated tensors; ints, dicts, functions
+        and distributions pass through untouched. The first call also discovers the program's
+        observed sites, units and latent sites (:attr:`structure`) and builds its parameters.
+        """
+        args = self._arguments(data, dtype)
+        observed = dict(observed or {})
+        expected = set(self.observed_names) if self.structure is None else set(self.structure["conditioned"])
+        if set(observed) != expected and (observed or expected):
+            raise DataError(
+                f"Expected observed= values for {sorted(expected)}, as the program was fitted, but got "
+                f"{sorted(observed)}."
+            )
+        float_dtype = dtype or _float_dtype(args)
+        for site, value in observed.items():
+            args[OBSERVED_PREFIX + site] = as_tensor(
+                value, name=f"observed[{site!r}]", dtype=float_dtype, ndim=None
+            )
+        trace = self._trace(args)
+        structure = _structure(trace, self.plate_choice, tuple(observed))
+        structure["observed_args"] = tuple(
+            k for k, v in args.items() if any(v is trace.nodes[s]["value"] for s in structure["observed"])
+        )
+        if self.structure is None:
+            self.structure, self.train_args = structure, args
+        elif set(structure["observed"]) != set(self.structure["observed"]):
+            raise DataError(
+                f"Expected data for the observed sites {sorted(self.structure['observed'])} as in training, "
+                f"but the program now observes {sorted(structure['observed'])}."
+            )
+        units = torch.empty(structure["n_units"], 0, dtype=float_dtype)
+        return units, args
+
+    def _arguments(self, data: Any, dtype: torch.dtype | None) -> dict[str, Any]:
+        if isinstance(data, str):
+            data = load(data)
+        params = self.signature.parameters
+        if _is_frame(data):
+            data = {str(column): data[column].to_numpy() for column in data.columns}
+        if not isinstance(data, Mapping):
+            if "x" not in params:
+                raise DataError(
+                    f"Expected a dict of the program's arguments {self._describe()}, but got a bare "
+                    f"{type(data).__name__}; pass e.g. {{{next(iter(params), 'x')!r}: ...}}."
+                )
+            data = {"x": data}
+        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = sorted(k for k in data if k not in params and not accepts_any)
+        if unknown:
+            raise DataError(
+                f"Expected arguments of the program {self._describe()}, but got unknown {unknown}."
+            )
+        try:
+            self.signature.bind(**data)
+        except TypeError as err:
+            raise DataError(
+                f"Expected every required argument of the program {self._describe()}: {err}."
+            ) from None
+        return {key: _argument(key, value, dtype) for key, value in data.items()}
+
+    def _describe(self) -> str:
+        return f"{getattr(self.fn, '__name__', type(self.fn).__name__)}{self.signature}"
+
+    def _trace(self, args: dict) -> poutine.Trace:
+        try:
+            with torch.no_grad(), poutine.block():
+                trace = poutine.trace(self.model).get_trace(None, **args)
+                if self.user_guide is not None:
+                    self.guide(None, **args)  # builds the guide's parameters too
+        except DataError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure of the user's code is reported, named
+            detail = " ".join(str(err).split())[:300]
+            raise DataError(
+                f"Expected the program {self._describe()} to run on the given arguments, but it raised "
+                f"{type(err).__name__}: {detail}"
+            ) from None
+        return prune_subsample_sites(trace)
+
+    # ------------------------------------------------------------ what it is
+    @property
+    def unit_plate(self) -> str | None:  # type: ignore[override]
+        return None if self.structure is None else self.structure["plate"]
+
+    @property
+    def observed_sites(self) -> tuple[str, ...]:
+        return () if self.structure is None else self.structure["observed"]
+
+    @property
+    def latent_sites(self) -> dict[str, dict]:
+        """Unobserved sites by name: ``{"local": bool, "enumerated": bool, "support": ...}``."""
+        return {} if self.structure is None else self.structure["latent"]
+
+    @property
+    def max_plate_nesting(self) -> int:
+        return 0 if self.structure is None else self.structure["max_plate_nesting"]
+
+    @property
+    def has_local_latents(self) -> bool:  # type: ignore[override]
+        return any(site["local"] for site in self.latent_sites.values())
+
+    @property
+    def guides_own_locals(self) -> bool:  # type: ignore[override]
+        return self.user_guide is not None
+
+    @property
+    def is_bayesian(self) -> bool:
+        """Whether the program has latent sites a posterior is over (enumerated ones are summed out)."""
+        return any(not site["enumerated"] for site in self.latent_sites.values())
+
+    @property
+    def prior_names(self) -> list[str]:
+        """Latent sites a posterior is over (globals and per-unit ones; enumerated ones are summed out)."""
+        return [name for name, site in self.latent_sites.items() if not site["enumerated"]]
+
+    @property
+    def capabilities(self) -> set[str]:
+        # The plug-in density per unit exists when nothing but enumerable latents stand between
+        # the parameters and the data.
+        return set() if self.is_bayesian else {"log_prob"}
+
+    @property
+    def param_names(self) -> list[str]:
+        return list(self.point_estimates())
+
+    def point_estimates(self) -> dict[str, torch.Tensor]:
+        """The program's parameters, constrained, by Pyro's names (``pyro.module`` ones readable)."""
+        with torch.no_grad():
+            values = {readable_name(name): self._constrained(name).clone() for name in self.param_index}
+            for role in ("story", "guide_module"):
+                part = self._modules.get(role)
+                if part is not None:
+                    values.update(_module_values(part))
+        return values
+
+    def _constrained(self, name: str) -> torch.Tensor:
+        raw = self.local_params[self.param_index[name]]
+        constraint = self.constraints[name]
+        return (
+            raw if constraint is dist.constraints.real else torch.distributions.transform_to(constraint)(raw)
+        )
+
+    def _new_param(self, name: str, init: torch.Tensor, constraint) -> None:
+        self.constraints[name] = constraint
+        self.param_index[name] = len(self.local_params)
+        unconstrained = torch.distributions.transform_to(constraint).inv(init.detach())
+        self.local_params.append(torch.nn.Parameter(unconstrained.clone()))
+
+    # ------------------------------------------------------------ checks
+    def check_transformable(self, method: str) -> None:
+        """Latent sites NUTS and Pyro's Normal autoguides move in an unconstrained space."""
+        for name, site in self.latent_sites.items():
+            if site["enumerated"]:
+                continue
+            if site["discrete"]:
+                raise MethodError(
+                    f"Expected continuous latent sites for method={method!r}, but site {name!r} is discrete "
+                    f"({site['distribution']}) and not enumerated; mark it with infer={{'enumerate': "
+                    "'parallel'}} (or @config_enumerate) so it is summed out."
+                )
+            try:
+                torch.distributions.biject_to(site["support"])
+            except NotImplementedError:
+                raise MethodError(
+                    f"Expected latent sites whose support has a bijection to real space for method={method!r}, "
+                    f"but site {name!r} has support {site['support']}; reparameterise it (e.g. a Cholesky "
+                    "factor) or use a hand-written guide with method='svi'."
+                ) from None
+
+    def check_guide(self, args: dict) -> None:
+        """A hand-written guide must draw every latent site the model does not sum out."""
+        with torch.no_grad(), poutine.block():
+            trace = poutine.trace(self.guide).get_trace(None, **args)
+        drawn = {n for n, s in trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]}
+        missing = sorted(n for n, s in self.latent_sites.items() if not s["enumerated"] and n not in drawn)
+        if missing:
+            raise MethodError(
+                f"Expected the guide to draw every latent site of the model, but it misses {missing}; add "
+                f"pyro.sample({missing[0]!r}, ...) to the guide, or fit with an autoguide (guide='normal')."
+            )
+
+    def check_minibatch(self, args: dict, batch_size: int) -> None:
+        """Minibatches slice per-unit arguments; the units' plate must then shrink with them."""
+        n = self.structure["n_units"]
+        if self.unit_plate is None:
+            return
+        idx = torch.arange(batch_size)
+        sliced = {
+            k: v[idx] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
+            for k, v in args.items()
+        }
+        try:
+            with torch.no_grad(), poutine.block():
+                trace = poutine.trace(self.model).get_trace(None, **sliced)
+            sizes = {
+                f.size
+                for s in trace.nodes.values()
+                for f in s.get("cond_indep_stack", ())
+                if f.name == self.unit_plate
+            }
+        except Exception:  # noqa: BLE001 - a size fixed elsewhere breaks the program on sliced data
+            sizes = set()
+        if sizes != {batch_size}:
+            raise OptionError(
+                f"Expected the plate {self.unit_plate!r} to take its size from the per-unit arguments for "
+                f"batch_size={batch_size}, but it does not follow them (its size comes from an argument that is "
+                "not a per-unit tensor, e.g. an int); write the plate size as len(<data>), or fit on full batches."
+            )
+
+    def check_generator(self) -> None:
+        """An adversarial fit needs one observed site drawn differentiably from the parameters."""
+        site = self._only_observed_site("method='adversarial'")
+        trace = poutine.trace(poutine.uncondition(self.model)).get_trace(None, **self.train_args)
+        fn = trace.nodes[site]["fn"]
+        if not fn.has_rsample:
+            raise MethodError(
+                f"Expected the observed site {site!r} to be a reparameterised draw (Delta, pyro.deterministic, "
+                f"Normal, ...) for method='adversarial', but it is {type(fn).__name__}, which has no rsample; "
+                "emit the data as a differentiable function of the noise, or fit the density with 'svi'/'mcmc'."
+            )
+        if not any(p.requires_grad for p in self.parameters()):
+            raise MethodError(
+                "Expected a generator program with parameters (pyro.module or pyro.param) to train."
+            )
+
+    # --------------------------------------------------------------- sampling
+    def rsample(self, n: int) -> torch.Tensor:
+        """``n`` draws of the observed site, differentiable in the parameters (adversarial fits)."""
+        n = _check_count(n)
+        site = self._only_observed_site("method='adversarial'")
+        args = self.sampling_arguments(self.train_args, n)
+        trace = poutine.trace(poutine.uncondition(self.model)).get_trace(None, **args)
+        value = trace.nodes[site]["value"]
+        if "n" not in self.signature.parameters:  # the size came from the training arguments
+            value = value[torch.randperm(value.shape[0])[:n]]
+        return value
+
+    def sample(self, n: int, **args: Any) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Draw from the program: with an ``n`` argument, ``n`` rows; otherwise ``n`` replicate
+        data sets of the training arguments' size, shape ``(n, *site_shape)`` per observed site."""
+        from ppgen.predictive import predictive_draws
+
+        n = _check_count(n)
+        with torch.no_grad():
+            return predictive_draws(self, n, args or None)
+
+    def sampling_arguments(self, args: dict, n: int | None = None) -> dict[str, Any]:
+        """The arguments to run the program forward: ``observed=`` values dropped, and with ``n``
+        (where the program takes it) the observed arguments set to ``None``."""
+        args = {k: v for k, v in args.items() if not k.startswith(OBSERVED_PREFIX)}
+        if n is not None and "n" in self.signature.parameters:
+            args["n"] = n
+            for name in self.structure["observed_args"]:
+                args[name] = None
+        return args
+
+    def _only_observed_site(self, purpose: str) -> str:
+        sites = self.observed_sites
+        if len(sites) != 1:
+            raise MethodError(
+                f"Expected a program with one observed site for {purpose}, but it has {list(sites)}."
+            )
+        return sites[0]
+
+    def observed_values(self, args: dict) -> dict[str, torch.Tensor]:
+        """The values the program observes on ``args``, by site."""
+        trace = self._trace(args)
+        return {site: trace.nodes[site]["value"].detach() for site in self.observed_sites}
+
+    def training_rows(self, x: torch.Tensor, args: dict) -> torch.Tensor:
+        """The observed values as data rows (what an adversarial critic sees)."""
+        return self.observed_values(args)[self._only_observed_site("method='adversarial'")]
+
+    def log_prob(self, units: torch.Tensor | None = None, /, **args: Any) -> torch.Tensor:
+        """Plug-in log-likelihood per unit, summed over observed sites (enumerated latents summed out)."""
+        from ppgen.predictive import site_log_likelihood
+
+        return site_log_likelihood(self, args, None)[1][0]
+
+    def extra_repr(self) -> str:
+        return f"{self._describe()}, observed={list(self.observed_sites)}, units={self.unit_plate!r}"
+
+
+# ------------------------------------------------------------------ parameters
+class _LocalParams(poutine.messenger.Messenger):
+    """Serve ``pyro.param`` from the program's store and run ``pyro.module`` networks on its copies.
+
+    ``pyro.module(name, net)`` registers ``net``'s parameters and returns ``net`` itself, which the
+    program then calls: so while the program runs, ``net``'s parameter slots hold the fit's own
+    tensors (copied from ``net`` the first time), and on exit they are given back. The user's
+    network is never trained in place, and two fits of one program never share weights.
+    """
+
+    _active: list[_LocalParams] = []
+
+    def __init__(self, program: Program):
+        super().__init__()
+        self.program = program
+        self.swapped: list[tuple[torch.nn.Module, str, Any]] = []
+
+    def __enter__(self):
+        if not _LocalParams._active:
+            self._original_module = pyro.module
+            pyro.module = pyro.primitives.module = _serve_module
+        _LocalParams._active.append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            _LocalParams._active.pop()
+            for owner, attr, original in reversed(self.swapped):
+                owner._parameters[attr] = original
+            if not _LocalParams._active:
+                pyro.module = pyro.primitives.module = self._original_module
+
+    def _process_message(self, msg):
+        if msg["type"] != "param" or msg["done"] or not _is_param_statement(msg):
+            return
+        name = msg["name"]
+        program = self.program
+        if name not in program.param_index:
+            init = msg["args"][1] if len(msg["args"]) > 1 else msg["kwargs"].get("init_tensor")
+            if init is None:
+                raise OptionError(f"Expected an initial value for pyro.param({name!r}, ...), but got none.")
+            init = init() if callable(init) else torch.as_tensor(init)
+            program._new_param(name, init, msg["kwargs"].get("constraint", dist.constraints.real))
+        msg["value"] = program._constrained(name)
+        msg["done"] = True
+
+    def module(self, name: str, nn_module: torch.nn.Module) -> torch.nn.Module:
+        program = self.program
+        for path, param in list(nn_module.named_parameters()):
+            if not param.requires_grad:
+                continue
+            full = f"{name}{_MODULE_DIVIDER}{path}"
+            if full not in program.param_index:
+                program._new_param(full, param, dist.constraints.real)
+            local = program.local_params[program.param_index[full]]
+            owner, attr = _owner(nn_module, path)
+            if owner._parameters[attr] is not local:
+                self.swapped.append((owner, attr, owner._parameters[attr]))
+                owner._parameters[attr] = local
+        return nn_module
+
+
+def _serve_module(
+    name: str, nn_module: torch.nn.Module, update_module_params: bool = False
+) -> torch.nn.Module:
+    """Stands in for ``pyro.module`` while a program runs (see :class:`_LocalParams`)."""
+    if _MODULE_DIVIDER in name:
+        raise OptionError(f"Expected a pyro.module name without {_MODULE_DIVIDER!r}, but got {name!r}.")
+    return _LocalParams._active[-1].module(name, nn_module)
+
+
+def _is_param_statement(msg) -> bool:
+    # A PyroModule's own attributes emit "fake" param messages whose value it computes itself.
+    return getattr(msg["fn"], "__func__", None) is pyro.params.param_store.ParamStoreDict.get_param
+
+
+def _owner(module: torch.nn.Module, path: str) -> tuple[torch.nn.Module, str]:
+    *parents, attr = path.split(".")
+    for part in parents:
+        module = getattr(module, part)
+    return module, attr
+
+
+def _module_values(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A PyroModule's point estimates: PyroParams constrained, plain parameters as they are."""
+    values = {}
+    for path, param in module.named_parameters():
+        if path.endswith("_unconstrained"):
+            owner_path, _, attr = path[: -len("_unconstrained")].rpartition(".")
+            owner = module.get_submodule(owner_path) if owner_path else module
+            values[path[: -len("_unconstrained")]] = getattr(owner, attr).detach().clone()
+        else:
+            values[path] = param.detach().clone()
+    return values
+
+
+# ------------------------------------------------------------------- structure
+def _structure(
+    trace: poutine.Trace, plate_choice: str | None, conditioned: tuple[str, ...]
+) -> dict[str, Any]:
+    """Observed sites, the unit plate and its size, latent sites — from one trace of the program."""
+    sites = {n: s for n, s in trace.nodes.items() if s["type"] == "sample"}
+    # pyro.deterministic records its value as an observation of itself; it is data only when conditioned.
+    for name, site in sites.items():
+        if site["infer"].get("_deterministic") and name not in conditioned:
+            site["is_observed"] = False
+    observed = tuple(n for n, s in sites.items() if s["is_observed"])
+    missing = [name for name in conditioned if name not in sites]
+    if missing:
+        raise DataError(
+            f"Expected observed= to name sample sites of the program ({sorted(sites)}), but got {missing}."
+        )
+    if not observed:
+        raise DataError(
+            f"Expected a program that observes data, but no sample site received values (latent sites: "
+            f"{sorted(sites)}); pass the observations as the argument the program observes, or condition a "
+            "site from outside with observed={'site': values}."
+        )
+    for name in observed:
+        _check_observed_shape(name, sites[name])
+    frames = [{f.name: f for f in sites[n]["cond_indep_stack"] if f.vectorized} for n in observed]
+    common = set(frames[0]).intersection(*frames[1:])
+    if plate_choice is not None:
+        if plate_choice not in common:
+            raise OptionError(
+                f"Expected plate= to name a plate around every observed site ({sorted(common)}), but got "
+                f"{plate_choice!r}."
+            )
+        plate = plate_choice
+    else:
+        plate = min(common, key=lambda name: frames[0][name].dim) if common else None
+    all_dims = [f.dim for s in sites.values() for f in s["cond_indep_stack"] if f.vectorized]
+    latent = {}
+    for name, site in sites.items():
+        if site["is_observed"] or site["infer"].get("_deterministic"):
+            continue
+        fn = site["fn"]
+        latent[name] = {
+            "local": plate is not None and any(f.name == plate for f in site["cond_indep_stack"]),
+            "enumerated": site["infer"].get("enumerate") == "parallel",
+            "discrete": bool(getattr(fn, "has_enumerate_support", False)) or fn.support.is_discrete,
+            "support": fn.support,
+            "distribution": type(fn).__name__,
+            "batch_shape": tuple(fn.batch_shape),
+            "shape": tuple(site["value"].shape),
+        }
+    return {
+        "observed": observed,
+        "conditioned": conditioned,
+        "observed_args": (),
+        "plate": plate,
+        "plate_dim": frames[0][plate].dim if plate is not None else None,
+        "n_units": frames[0][plate].size if plate is not None else 1,
+        "latent": latent,
+        "max_plate_nesting": -min(all_dims) if all_dims else 0,
+        "observed_shapes": {n: tuple(sites[n]["value"].shape) for n in observed},
+    }
+
+
+def _check_observed_shape(name: str, site: dict) -> None:
+    fn, value = site["fn"], site["value"]
+    shape = tuple(fn.batch_shape + fn.event_shape)
+    try:
+        broadcast = torch.broadcast_shapes(shape, tuple(value.shape))
+    except RuntimeError:
+        broadcast = None
+    if broadcast != tuple(value.shape):
+        raise DataError(
+            f"Expected observed values at site {name!r} of shape {shape} (its distribution's), but got "
+            f"{tuple(value.shape)}; check the data bound to the argument that site observes."
+        )
+
+
+# --------------------------------------------------------------------- helpers
+def _signature(fn: Callable) -> inspect.Signature:
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
+    try:
+        return inspect.signature(target)
+    except (TypeError, ValueError):
+        raise OptionError(f"Expected a Pyro program with an inspectable signature, but got {fn!r}.") from None
+
+
+def _is_frame(data: Any) -> bool:
+    return type(data).__name__ == "DataFrame" and hasattr(data, "columns")
+
+
+def _argument(key: str, value: Any, dtype: torch.dtype | None) -> Any:
+    """Tensors and arrays become validated tensors; everything else passes through untouched."""
+    if isinstance(value, torch.Tensor) or (isinstance(value, np.ndarray) and value.dtype != object):
+        if not (
+            value.is_floating_point()
+            if isinstance(value, torch.Tensor)
+            else np.issubdtype(value.dtype, np.floating)
+        ):
+            return torch.as_tensor(value)  # integer and boolean data keep their dtype
+        if isinstance(value, np.ndarray) and dtype is None:
+            dtype = torch.float64 if value.dtype == np.float64 else torch.get_default_dtype()
+        return as_tensor(
+            value, name=repr(key), dtype=dtype or value.dtype, ndim=None, allow_empty=value.ndim == 0
+        )
+    return value
+
+
+def _float_dtype(args: dict) -> torch.dtype:
+    for value in args.values():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.dtype
+    return torch.get_default_dtype()
+
+
+def as_model(model: Any, guide: Callable | None = None, **program_options: Any) -> GenerativeModel:
+    """``model`` as a :class:`GenerativeModel`: ppgen models as they are, any Pyro program as a :class:`Program`."""
+    if isinstance(model, GenerativeModel):
+        if program_options:
+            raise OptionError(
+                f"Expected {sorted(program_options)} only for Pyro programs, but got the ppgen model "
+                f"{type(model).__name__}, which observes site 'x' in its 'data' plate."
+            )
+        return model
+    if isinstance(model, torch.nn.Module) and not isinstance(model, pyro.nn.PyroModule):
+        if not callable(getattr(model, "model", None)):
+            raise OptionError(
+                f"Expected a ppgen GenerativeModel, a PyroModule or a Pyro callable, but got the torch module "
+                f"{type(model).__name__}; pass its model method (and guide=its guide), as for pyro.infer.SVI."
+            )
+        guide = guide or getattr(model, "guide", None)
+        model = model.model
+    if callable(model):
+        return Program(model, guide, **program_options)
+    raise OptionError(
+        f"Expected a ppgen GenerativeModel or a Pyro callable model, but got {type(model).__name__}."
+    )
