@@ -14,7 +14,7 @@ import pyro
 import torch
 from pyro import poutine
 
-__all__ = ["site_log_likelihood", "predictive_draws", "TOTAL"]
+__all__ = ["site_log_likelihood", "predictive_draws", "guide_samples", "TOTAL"]
 
 #: Name of the per-unit sum over observed sites in ArviZ's ``log_likelihood`` group.
 TOTAL = "total"
@@ -76,6 +76,29 @@ def predictive_draws(
         if takes_n:
             values = {site: v.reshape(n, *v.shape[2:]) for site, v in values.items()}
     return values[sites[0]] if len(sites) == 1 else values
+
+
+def guide_samples(program, args: dict, num_samples: int) -> dict[str, torch.Tensor]:
+    """``num_samples`` draws of every site of the program's guide, ``{site: (S, *shape)}``."""
+    with poutine.block():
+        one = poutine.trace(program.guide).get_trace(None, **args)
+    shapes = {
+        n: tuple(s["value"].shape)
+        for n, s in one.nodes.items()
+        if s["type"] == "sample" and not s["is_observed"]
+    }
+    try:
+        with poutine.block(), _draws_plate(num_samples, program.max_plate_nesting):
+            trace = poutine.trace(program.guide).get_trace(None, **args)
+        return {n: trace.nodes[n]["value"].reshape(num_samples, *shape) for n, shape in shapes.items()}
+    except (RuntimeError, ValueError, IndexError):
+        pass
+    rows = []
+    for _ in range(num_samples):
+        with poutine.block():
+            trace = poutine.trace(program.guide).get_trace(None, **args)
+        rows.append({n: trace.nodes[n]["value"] for n in shapes})
+    return {n: torch.stack([row[n] for row in rows]) for n in shapes}
 
 
 class _NotVectorisable(Exception):

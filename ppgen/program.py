@@ -27,16 +27,17 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 
+from ppgen import program_sites as sites
 from ppgen.core import GenerativeModel, _check_count
 from ppgen.data import as_tensor, load
 from ppgen.errors import DataError, MethodError, OptionError
+from ppgen.program_params import LocalParams, module_values, readable_name
 
 __all__ = ["Program", "as_model", "OBSERVED_PREFIX", "readable_name"]
 
@@ -44,12 +45,6 @@ __all__ = ["Program", "as_model", "OBSERVED_PREFIX", "readable_name"]
 #: ``"observed:<site>"`` (not a Python identifier, so never a program argument), which lets
 #: minibatches slice them like any per-unit argument.
 OBSERVED_PREFIX = "observed:"
-_MODULE_DIVIDER = "$$$"
-
-
-def readable_name(name: str) -> str:
-    """``pyro.module("decoder", net)`` names its parameters ``decoder$$$fc.weight``; we show ``decoder.fc.weight``."""
-    return name.replace(_MODULE_DIVIDER, ".")
 
 
 class Program(GenerativeModel):
@@ -93,7 +88,7 @@ class Program(GenerativeModel):
                 torch.nn.Module.add_module(self, role, part)
         self._fn = None if isinstance(fn, torch.nn.Module) else fn
         self._guide = None if isinstance(guide, torch.nn.Module) else guide
-        self.signature = _signature(fn)
+        self.signature = sites.signature(fn)
         self.observed_names = tuple(observed)
         self.plate_choice = plate
         # pyro.param / pyro.module values: unconstrained tensors by position, names mapped
@@ -107,7 +102,8 @@ class Program(GenerativeModel):
     # ------------------------------------------------------------------ the story
     @property
     def fn(self) -> Callable[..., Any]:
-        return self._fn if self._fn is not None else self.story
+        # Read from _modules: attribute access would make a root PyroModule a named submodule of ours.
+        return self._fn if self._fn is not None else self._modules["story"]
 
     @property
     def user_guide(self) -> Callable[..., Any] | None:
@@ -142,7 +138,7 @@ class Program(GenerativeModel):
 
     def parameters_served(self) -> contextlib.AbstractContextManager:
         """Within this context ``pyro.param`` and ``pyro.module`` use the program's own parameters."""
-        return _LocalParams(self)
+        return LocalParams(self)
 
     # ---------------------------------------------------------------- binding
     def bind(
@@ -163,13 +159,13 @@ class Program(GenerativeModel):
                 f"Expected observed= values for {sorted(expected)}, as the program was fitted, but got "
                 f"{sorted(observed)}."
             )
-        float_dtype = dtype or _float_dtype(args)
+        float_dtype = dtype or sites.float_dtype(args)
         for site, value in observed.items():
             args[OBSERVED_PREFIX + site] = as_tensor(
                 value, name=f"observed[{site!r}]", dtype=float_dtype, ndim=None
             )
         trace = self._trace(args)
-        structure = _structure(trace, self.plate_choice, tuple(observed))
+        structure = sites.structure(trace, self.plate_choice, tuple(observed))
         structure["observed_args"] = tuple(
             k for k, v in args.items() if any(v is trace.nodes[s]["value"] for s in structure["observed"])
         )
@@ -187,7 +183,7 @@ class Program(GenerativeModel):
         if isinstance(data, str):
             data = load(data)
         params = self.signature.parameters
-        if _is_frame(data):
+        if sites.is_frame(data):
             data = {str(column): data[column].to_numpy() for column in data.columns}
         if not isinstance(data, Mapping):
             if "x" not in params:
@@ -208,7 +204,7 @@ class Program(GenerativeModel):
             raise DataError(
                 f"Expected every required argument of the program {self._describe()}: {err}."
             ) from None
-        return {key: _argument(key, value, dtype) for key, value in data.items()}
+        return {key: sites.argument(key, value, dtype) for key, value in data.items()}
 
     def _describe(self) -> str:
         return f"{getattr(self.fn, '__name__', type(self.fn).__name__)}{self.signature}"
@@ -282,7 +278,7 @@ class Program(GenerativeModel):
             for role in ("story", "guide_module"):
                 part = self._modules.get(role)
                 if part is not None:
-                    values.update(_module_values(part))
+                    values.update(module_values(part))
         return values
 
     def _constrained(self, name: str) -> torch.Tensor:
@@ -314,7 +310,7 @@ class Program(GenerativeModel):
                 torch.distributions.biject_to(site["support"])
             except NotImplementedError:
                 raise MethodError(
-                    f"Expected latent sites whose support has a bijection to real space for method={method!r}, "
+                    f"Expected latent sites whose support maps to real space for method={method!r}, "
                     f"but site {name!r} has support {site['support']}; reparameterise it (e.g. a Cholesky "
                     "factor) or use a hand-written guide with method='svi'."
                 ) from None
@@ -355,8 +351,9 @@ class Program(GenerativeModel):
         if sizes != {batch_size}:
             raise OptionError(
                 f"Expected the plate {self.unit_plate!r} to take its size from the per-unit arguments for "
-                f"batch_size={batch_size}, but it does not follow them (its size comes from an argument that is "
-                "not a per-unit tensor, e.g. an int); write the plate size as len(<data>), or fit on full batches."
+                f"batch_size={batch_size}, but it does not follow them (its size comes from an argument "
+                "that is not a per-unit tensor, e.g. an int); write the plate size as len(<data>), or fit "
+                "on full batches."
             )
 
     def check_generator(self) -> None:
@@ -366,14 +363,27 @@ class Program(GenerativeModel):
         fn = trace.nodes[site]["fn"]
         if not fn.has_rsample:
             raise MethodError(
-                f"Expected the observed site {site!r} to be a reparameterised draw (Delta, pyro.deterministic, "
-                f"Normal, ...) for method='adversarial', but it is {type(fn).__name__}, which has no rsample; "
-                "emit the data as a differentiable function of the noise, or fit the density with 'svi'/'mcmc'."
+                f"Expected the observed site {site!r} to be a reparameterised draw (Delta, "
+                f"pyro.deterministic, Normal, ...) for method='adversarial', but it is {type(fn).__name__}, "
+                "which has no rsample; emit the data as a differentiable function of the noise, or fit "
+                "the density with 'svi'/'mcmc'."
             )
         if not any(p.requires_grad for p in self.parameters()):
             raise MethodError(
                 "Expected a generator program with parameters (pyro.module or pyro.param) to train."
             )
+
+    def guide_draws(self, args: dict, num_samples: int) -> dict[str, torch.Tensor]:
+        """Draws of the model's latent sites from the user's guide, ``{site: (S, ...)}``.
+
+        Per-unit sites are kept only while the draws stay small (at most 10⁶ numbers per site):
+        a VAE's codes for every image are not a posterior summary anyone reads."""
+        from ppgen.predictive import guide_samples
+
+        with torch.no_grad():
+            draws = guide_samples(self, args, num_samples)
+        wanted = {n for n, s in self.latent_sites.items() if not s["enumerated"]}
+        return {k: v for k, v in draws.items() if k in wanted and v.numel() <= 10**6}
 
     # --------------------------------------------------------------- sampling
     def rsample(self, n: int) -> torch.Tensor:
@@ -407,12 +417,12 @@ class Program(GenerativeModel):
         return args
 
     def _only_observed_site(self, purpose: str) -> str:
-        sites = self.observed_sites
-        if len(sites) != 1:
+        observed = self.observed_sites
+        if len(observed) != 1:
             raise MethodError(
-                f"Expected a program with one observed site for {purpose}, but it has {list(sites)}."
+                f"Expected a program with one observed site for {purpose}, but it has {list(observed)}."
             )
-        return sites[0]
+        return observed[0]
 
     def observed_values(self, args: dict) -> dict[str, torch.Tensor]:
         """The values the program observes on ``args``, by site."""
@@ -433,220 +443,8 @@ class Program(GenerativeModel):
         return f"{self._describe()}, observed={list(self.observed_sites)}, units={self.unit_plate!r}"
 
 
-# ------------------------------------------------------------------ parameters
-class _LocalParams(poutine.messenger.Messenger):
-    """Serve ``pyro.param`` from the program's store and run ``pyro.module`` networks on its copies.
-
-    ``pyro.module(name, net)`` registers ``net``'s parameters and returns ``net`` itself, which the
-    program then calls: so while the program runs, ``net``'s parameter slots hold the fit's own
-    tensors (copied from ``net`` the first time), and on exit they are given back. The user's
-    network is never trained in place, and two fits of one program never share weights.
-    """
-
-    _active: list[_LocalParams] = []
-
-    def __init__(self, program: Program):
-        super().__init__()
-        self.program = program
-        self.swapped: list[tuple[torch.nn.Module, str, Any]] = []
-
-    def __enter__(self):
-        if not _LocalParams._active:
-            self._original_module = pyro.module
-            pyro.module = pyro.primitives.module = _serve_module
-        _LocalParams._active.append(self)
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        try:
-            return super().__exit__(*exc)
-        finally:
-            _LocalParams._active.pop()
-            for owner, attr, original in reversed(self.swapped):
-                owner._parameters[attr] = original
-            if not _LocalParams._active:
-                pyro.module = pyro.primitives.module = self._original_module
-
-    def _process_message(self, msg):
-        if msg["type"] != "param" or msg["done"] or not _is_param_statement(msg):
-            return
-        name = msg["name"]
-        program = self.program
-        if name not in program.param_index:
-            init = msg["args"][1] if len(msg["args"]) > 1 else msg["kwargs"].get("init_tensor")
-            if init is None:
-                raise OptionError(f"Expected an initial value for pyro.param({name!r}, ...), but got none.")
-            init = init() if callable(init) else torch.as_tensor(init)
-            program._new_param(name, init, msg["kwargs"].get("constraint", dist.constraints.real))
-        msg["value"] = program._constrained(name)
-        msg["done"] = True
-
-    def module(self, name: str, nn_module: torch.nn.Module) -> torch.nn.Module:
-        program = self.program
-        for path, param in list(nn_module.named_parameters()):
-            if not param.requires_grad:
-                continue
-            full = f"{name}{_MODULE_DIVIDER}{path}"
-            if full not in program.param_index:
-                program._new_param(full, param, dist.constraints.real)
-            local = program.local_params[program.param_index[full]]
-            owner, attr = _owner(nn_module, path)
-            if owner._parameters[attr] is not local:
-                self.swapped.append((owner, attr, owner._parameters[attr]))
-                owner._parameters[attr] = local
-        return nn_module
-
-
-def _serve_module(
-    name: str, nn_module: torch.nn.Module, update_module_params: bool = False
-) -> torch.nn.Module:
-    """Stands in for ``pyro.module`` while a program runs (see :class:`_LocalParams`)."""
-    if _MODULE_DIVIDER in name:
-        raise OptionError(f"Expected a pyro.module name without {_MODULE_DIVIDER!r}, but got {name!r}.")
-    return _LocalParams._active[-1].module(name, nn_module)
-
-
-def _is_param_statement(msg) -> bool:
-    # A PyroModule's own attributes emit "fake" param messages whose value it computes itself.
-    return getattr(msg["fn"], "__func__", None) is pyro.params.param_store.ParamStoreDict.get_param
-
-
-def _owner(module: torch.nn.Module, path: str) -> tuple[torch.nn.Module, str]:
-    *parents, attr = path.split(".")
-    for part in parents:
-        module = getattr(module, part)
-    return module, attr
-
-
-def _module_values(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A PyroModule's point estimates: PyroParams constrained, plain parameters as they are."""
-    values = {}
-    for path, param in module.named_parameters():
-        if path.endswith("_unconstrained"):
-            owner_path, _, attr = path[: -len("_unconstrained")].rpartition(".")
-            owner = module.get_submodule(owner_path) if owner_path else module
-            values[path[: -len("_unconstrained")]] = getattr(owner, attr).detach().clone()
-        else:
-            values[path] = param.detach().clone()
-    return values
-
-
-# ------------------------------------------------------------------- structure
-def _structure(
-    trace: poutine.Trace, plate_choice: str | None, conditioned: tuple[str, ...]
-) -> dict[str, Any]:
-    """Observed sites, the unit plate and its size, latent sites — from one trace of the program."""
-    sites = {n: s for n, s in trace.nodes.items() if s["type"] == "sample"}
-    # pyro.deterministic records its value as an observation of itself; it is data only when conditioned.
-    for name, site in sites.items():
-        if site["infer"].get("_deterministic") and name not in conditioned:
-            site["is_observed"] = False
-    observed = tuple(n for n, s in sites.items() if s["is_observed"])
-    missing = [name for name in conditioned if name not in sites]
-    if missing:
-        raise DataError(
-            f"Expected observed= to name sample sites of the program ({sorted(sites)}), but got {missing}."
-        )
-    if not observed:
-        raise DataError(
-            f"Expected a program that observes data, but no sample site received values (latent sites: "
-            f"{sorted(sites)}); pass the observations as the argument the program observes, or condition a "
-            "site from outside with observed={'site': values}."
-        )
-    for name in observed:
-        _check_observed_shape(name, sites[name])
-    frames = [{f.name: f for f in sites[n]["cond_indep_stack"] if f.vectorized} for n in observed]
-    common = set(frames[0]).intersection(*frames[1:])
-    if plate_choice is not None:
-        if plate_choice not in common:
-            raise OptionError(
-                f"Expected plate= to name a plate around every observed site ({sorted(common)}), but got "
-                f"{plate_choice!r}."
-            )
-        plate = plate_choice
-    else:
-        plate = min(common, key=lambda name: frames[0][name].dim) if common else None
-    all_dims = [f.dim for s in sites.values() for f in s["cond_indep_stack"] if f.vectorized]
-    latent = {}
-    for name, site in sites.items():
-        if site["is_observed"] or site["infer"].get("_deterministic"):
-            continue
-        fn = site["fn"]
-        latent[name] = {
-            "local": plate is not None and any(f.name == plate for f in site["cond_indep_stack"]),
-            "enumerated": site["infer"].get("enumerate") == "parallel",
-            "discrete": bool(getattr(fn, "has_enumerate_support", False)) or fn.support.is_discrete,
-            "support": fn.support,
-            "distribution": type(fn).__name__,
-            "batch_shape": tuple(fn.batch_shape),
-            "shape": tuple(site["value"].shape),
-        }
-    return {
-        "observed": observed,
-        "conditioned": conditioned,
-        "observed_args": (),
-        "plate": plate,
-        "plate_dim": frames[0][plate].dim if plate is not None else None,
-        "n_units": frames[0][plate].size if plate is not None else 1,
-        "latent": latent,
-        "max_plate_nesting": -min(all_dims) if all_dims else 0,
-        "observed_shapes": {n: tuple(sites[n]["value"].shape) for n in observed},
-    }
-
-
-def _check_observed_shape(name: str, site: dict) -> None:
-    fn, value = site["fn"], site["value"]
-    shape = tuple(fn.batch_shape + fn.event_shape)
-    try:
-        broadcast = torch.broadcast_shapes(shape, tuple(value.shape))
-    except RuntimeError:
-        broadcast = None
-    if broadcast != tuple(value.shape):
-        raise DataError(
-            f"Expected observed values at site {name!r} of shape {shape} (its distribution's), but got "
-            f"{tuple(value.shape)}; check the data bound to the argument that site observes."
-        )
-
-
-# --------------------------------------------------------------------- helpers
-def _signature(fn: Callable) -> inspect.Signature:
-    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
-    try:
-        return inspect.signature(target)
-    except (TypeError, ValueError):
-        raise OptionError(f"Expected a Pyro program with an inspectable signature, but got {fn!r}.") from None
-
-
-def _is_frame(data: Any) -> bool:
-    return type(data).__name__ == "DataFrame" and hasattr(data, "columns")
-
-
-def _argument(key: str, value: Any, dtype: torch.dtype | None) -> Any:
-    """Tensors and arrays become validated tensors; everything else passes through untouched."""
-    if isinstance(value, torch.Tensor) or (isinstance(value, np.ndarray) and value.dtype != object):
-        if not (
-            value.is_floating_point()
-            if isinstance(value, torch.Tensor)
-            else np.issubdtype(value.dtype, np.floating)
-        ):
-            return torch.as_tensor(value)  # integer and boolean data keep their dtype
-        if isinstance(value, np.ndarray) and dtype is None:
-            dtype = torch.float64 if value.dtype == np.float64 else torch.get_default_dtype()
-        return as_tensor(
-            value, name=repr(key), dtype=dtype or value.dtype, ndim=None, allow_empty=value.ndim == 0
-        )
-    return value
-
-
-def _float_dtype(args: dict) -> torch.dtype:
-    for value in args.values():
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            return value.dtype
-    return torch.get_default_dtype()
-
-
 def as_model(model: Any, guide: Callable | None = None, **program_options: Any) -> GenerativeModel:
-    """``model`` as a :class:`GenerativeModel`: ppgen models as they are, any Pyro program as a :class:`Program`."""
+    """``model`` as a :class:`GenerativeModel`; a Pyro program becomes a :class:`Program`."""
     if isinstance(model, GenerativeModel):
         if program_options:
             raise OptionError(
@@ -657,8 +455,8 @@ def as_model(model: Any, guide: Callable | None = None, **program_options: Any) 
     if isinstance(model, torch.nn.Module) and not isinstance(model, pyro.nn.PyroModule):
         if not callable(getattr(model, "model", None)):
             raise OptionError(
-                f"Expected a ppgen GenerativeModel, a PyroModule or a Pyro callable, but got the torch module "
-                f"{type(model).__name__}; pass its model method (and guide=its guide), as for pyro.infer.SVI."
+                f"Expected a ppgen GenerativeModel, a PyroModule or a Pyro callable, but got the torch "
+                f"module {type(model).__name__}; pass its model method (and guide=its guide), as to SVI."
             )
         guide = guide or getattr(model, "guide", None)
         model = model.model

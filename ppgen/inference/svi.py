@@ -86,7 +86,7 @@ class MLE:
         batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
         n = x.shape[0]
         use_log_prob = "log_prob" in model.capabilities and not covariates
-        # Enumerated discrete latents are summed out exactly: TraceEnum with the empty guide is the likelihood.
+        # Enumerated discrete latents are summed out: TraceEnum with the empty guide is the likelihood.
         elbo = (
             TraceEnum_ELBO(max_plate_nesting=_plate_nesting(model, options))
             if _has_enumeration(model, x, covariates)
@@ -274,6 +274,8 @@ class SVI:
         )
         if auto is not None:
             _attach_guide_posterior(fit, auto, x, covariates, point=guide_name == "delta")
+        elif own_guide and callable(getattr(model, "guide_draws", None)):
+            _attach_draws(fit, model.guide_draws(covariates, _POSTERIOR_DRAWS), x, covariates)
         return fit
 
 
@@ -361,7 +363,14 @@ def _attach_guide_posterior(fit: Fit, auto, x, covariates, point: bool) -> None:
             fit.params.update({k: v[0] for k, v in fit.draws.items()})
             return
         samples = [auto(x, **covariates) for _ in range(_POSTERIOR_DRAWS)]
-    fit.draws = {k: torch.stack([s[k] for s in samples]).detach() for k in samples[0]}
-    fit.params.update({k: v.mean(0) for k, v in fit.draws.items()})
-    by_chain = {k: v.unsqueeze(0) for k, v in fit.draws.items()}
+    _attach_draws(fit, {k: torch.stack([s[k] for s in samples]).detach() for k in samples[0]}, x, covariates)
+
+
+def _attach_draws(fit: Fit, draws: dict[str, torch.Tensor], x, covariates) -> None:
+    """Posterior draws ``{site: (S, ...)}``: ``fit.draws``, their means in ``fit.params``, InferenceData."""
+    if not draws:
+        return
+    fit.draws = draws
+    fit.params.update({k: v.mean(0) for k, v in draws.items()})
+    by_chain = {k: v.unsqueeze(0) for k, v in draws.items()}
     fit.posterior = inference_data(fit.model, x, by_chain, covariates)

@@ -1,0 +1,131 @@
+"""What one trace tells about a user's program, and how its arguments are bound.
+
+The observed sites are those with values (``obs=`` or conditioned from outside); the units are the
+entries of the outermost plate around all of them (PYRO_NOTES 9: rely on a frame's ``dim``, not the
+order of ``cond_indep_stack``); latent sites are classified as per-unit or global, enumerated or not.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from pyro import poutine
+
+from ppgen.data import as_tensor
+from ppgen.errors import DataError, OptionError
+
+__all__ = ["structure", "signature", "is_frame", "argument", "float_dtype"]
+
+
+def structure(trace: poutine.Trace, plate_choice: str | None, conditioned: tuple[str, ...]) -> dict[str, Any]:
+    """Observed sites, the unit plate and its size, latent sites — from one trace of the program."""
+    sites = {n: s for n, s in trace.nodes.items() if s["type"] == "sample"}
+    # pyro.deterministic records its value as an observation of itself; it is data only when conditioned.
+    for name, site in sites.items():
+        if site["infer"].get("_deterministic") and name not in conditioned:
+            site["is_observed"] = False
+    observed = tuple(n for n, s in sites.items() if s["is_observed"])
+    missing = [name for name in conditioned if name not in sites]
+    if missing:
+        raise DataError(
+            f"Expected observed= to name sample sites of the program ({sorted(sites)}), but got {missing}."
+        )
+    if not observed:
+        raise DataError(
+            f"Expected a program that observes data, but no sample site received values (latent sites: "
+            f"{sorted(sites)}); pass the observations as the argument the program observes, or condition a "
+            "site from outside with observed={'site': values}."
+        )
+    for name in observed:
+        _check_observed_shape(name, sites[name])
+    frames = [{f.name: f for f in sites[n]["cond_indep_stack"] if f.vectorized} for n in observed]
+    common = set(frames[0]).intersection(*frames[1:])
+    if plate_choice is not None:
+        if plate_choice not in common:
+            raise OptionError(
+                f"Expected plate= to name a plate around every observed site ({sorted(common)}), but got "
+                f"{plate_choice!r}."
+            )
+        plate = plate_choice
+    else:
+        plate = min(common, key=lambda name: frames[0][name].dim) if common else None
+    all_dims = [f.dim for s in sites.values() for f in s["cond_indep_stack"] if f.vectorized]
+    latent = {}
+    for name, site in sites.items():
+        if site["is_observed"] or site["infer"].get("_deterministic"):
+            continue
+        fn = site["fn"]
+        latent[name] = {
+            "local": plate is not None and any(f.name == plate for f in site["cond_indep_stack"]),
+            "enumerated": site["infer"].get("enumerate") == "parallel",
+            "discrete": bool(getattr(fn, "has_enumerate_support", False)) or fn.support.is_discrete,
+            "support": fn.support,
+            "distribution": type(fn).__name__,
+            "batch_shape": tuple(fn.batch_shape),
+            "shape": tuple(site["value"].shape),
+        }
+    return {
+        "observed": observed,
+        "conditioned": conditioned,
+        "observed_args": (),
+        "plate": plate,
+        "plate_dim": frames[0][plate].dim if plate is not None else None,
+        "n_units": frames[0][plate].size if plate is not None else 1,
+        "latent": latent,
+        "max_plate_nesting": -min(all_dims) if all_dims else 0,
+        "observed_shapes": {n: tuple(sites[n]["value"].shape) for n in observed},
+    }
+
+
+def _check_observed_shape(name: str, site: dict) -> None:
+    fn, value = site["fn"], site["value"]
+    shape = tuple(fn.batch_shape + fn.event_shape)
+    try:
+        broadcast = torch.broadcast_shapes(shape, tuple(value.shape))
+    except RuntimeError:
+        broadcast = None
+    if broadcast != tuple(value.shape):
+        raise DataError(
+            f"Expected observed values at site {name!r} of shape {shape} (its distribution's), but got "
+            f"{tuple(value.shape)}; check the data bound to the argument that site observes."
+        )
+
+
+def signature(fn: Callable) -> inspect.Signature:
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
+    try:
+        return inspect.signature(target)
+    except (TypeError, ValueError):
+        raise OptionError(f"Expected a Pyro program with an inspectable signature, but got {fn!r}.") from None
+
+
+def is_frame(data: Any) -> bool:
+    return type(data).__name__ == "DataFrame" and hasattr(data, "columns")
+
+
+def argument(key: str, value: Any, dtype: torch.dtype | None) -> Any:
+    """Tensors and arrays become validated tensors; everything else passes through untouched."""
+    if isinstance(value, torch.Tensor) or (isinstance(value, np.ndarray) and value.dtype != object):
+        if not (
+            value.is_floating_point()
+            if isinstance(value, torch.Tensor)
+            else np.issubdtype(value.dtype, np.floating)
+        ):
+            return torch.as_tensor(value)  # integer and boolean data keep their dtype
+        if isinstance(value, np.ndarray) and dtype is None:
+            dtype = torch.float64 if value.dtype == np.float64 else torch.get_default_dtype()
+        return as_tensor(
+            value, name=repr(key), dtype=dtype or value.dtype, ndim=None, allow_empty=value.ndim == 0
+        )
+    return value
+
+
+def float_dtype(args: dict) -> torch.dtype:
+    for value in args.values():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.dtype
+    return torch.get_default_dtype()
