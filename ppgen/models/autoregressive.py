@@ -23,6 +23,7 @@ from torch.distributions import constraints
 
 from ppgen.core import GenerativeModel, _check_count, check_categories, pyro_method
 from ppgen.errors import DataError, OptionError
+from ppgen.models.sizing import built, check_features, defer, optional_size, seeded, unsized
 
 __all__ = [
     "MADE",
@@ -166,10 +167,15 @@ def _check_positive(name: str, value) -> int:
 class _Autoregressive(GenerativeModel):
     """The shared story: observe each row through its exact autoregressive density."""
 
-    dim: int
+    dim: int | None
+
+    def _sized(self) -> None:
+        if self.dim is None:
+            raise unsized(self, "dim")
 
     @pyro_method
     def model(self, x: torch.Tensor | None = None, n: int | None = None) -> torch.Tensor:
+        self._sized()
         self._check(x)
         size = x.shape[0] if x is not None else _check_count(n)
         rows = SequenceDistribution(self._log_prob, self._sample, size, self.dim, self.support)
@@ -179,6 +185,7 @@ class _Autoregressive(GenerativeModel):
     @pyro_method
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact ``log p(x_i)`` per row in one network pass, shape ``(N,)``."""
+        self._sized()
         self._check(x)
         return self._log_prob(x)
 
@@ -188,14 +195,14 @@ class _Autoregressive(GenerativeModel):
         flattens (> 1) every conditional."""
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
             raise OptionError(f"Expected temperature > 0, but got {temperature!r}.")
+        self._sized()
         with torch.no_grad():
             return self._sample(_check_count(n), float(temperature))
 
     def _check_rows(self, x: torch.Tensor | None) -> bool:
         if x is None:
             return False
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise DataError(f"Expected x of shape (N, {self.dim}), but got {tuple(x.shape)}.")
+        check_features(self, x, self.dim, "dim")
         if not torch.isfinite(x).all():
             raise DataError("Expected finite x, but got NaN or inf; drop or impute those rows first.")
         return True
@@ -207,7 +214,8 @@ class MADE(_Autoregressive):
     ``log p(x) = sum_i log p(x_i | h_i(x_<i))`` in one network pass.
 
     Arguments:
-        dim: dimension ``D`` of one observation.
+        dim: dimension ``D`` of one observation; ``None`` (default) takes it from the data at
+            fit time (the network is built then; see :mod:`ppgen.models.sizing`).
         hidden: widths of the hidden layers.
         likelihood: ``"bernoulli"`` (binary data), ``"gaussian"`` (real data),
             ``"categorical"`` (integers ``0..num_categories-1``, one softmax per coordinate)
@@ -233,11 +241,15 @@ class MADE(_Autoregressive):
         >>> made = MADE(dim=3, hidden=(8,))
         >>> made.log_prob(torch.tensor([[0.0, 1.0, 1.0]])).shape
         torch.Size([1])
+        >>> lazy = MADE(likelihood="categorical", num_categories=17)  # dim from the data at fit time
+        >>> lazy.setup(torch.zeros(5, 64), {})  # what ppgen.fit does before training
+        >>> lazy.dim
+        64
     """
 
     def __init__(
         self,
-        dim: int,
+        dim: int | None = None,
         hidden: Sequence[int] = (128,),
         likelihood: str = "bernoulli",
         *,
@@ -249,7 +261,7 @@ class MADE(_Autoregressive):
         num_mixtures: int | None = None,
     ):
         super().__init__()
-        self.dim = _check_positive("dim", dim)
+        dim = optional_size(dim, "dim")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise OptionError(f"Expected 0 <= dropout < 1, but got {dropout!r}.")
         self.dropout = float(dropout)
@@ -266,12 +278,23 @@ class MADE(_Autoregressive):
         self.likelihood, self.num_categories, self.num_mixtures = likelihood, num_categories, num_mixtures
         size = num_mixtures if likelihood == "discretized_logistic" else num_categories
         self.num_outputs = LIKELIHOODS[likelihood](size or 0)
-        hidden = [_check_positive("hidden width", h) for h in hidden]
+        self.hidden = [_check_positive("hidden width", h) for h in hidden]
         self.num_orderings = _check_positive("num_orderings", num_orderings)
-        orders = self._orders(permutation, seed)  # (K, D): position of each input in the order
+        self.permutation = None if permutation is None else torch.as_tensor(permutation, dtype=torch.long)
+        self.seed, self.dim, self._init_seed = seed, None, None
+        if dim is None:
+            self._init_seed = defer(self)
+        else:
+            self._build(dim)
+
+    def _build(self, dim: int) -> None:
+        """Create the masked network for observations of ``dim`` features."""
+        self.dim, hidden = dim, self.hidden
+        orders = self._orders(self.permutation, self.seed)  # (K, D): position of each input in the order
         # Degrees (MADE eq. 8-9): input i has degree order[i] + 1; hidden units cycle over 1..D-1.
         widths = [dim, *hidden, dim * self.num_outputs]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        with seeded(self._init_seed):
+            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         masks = [[] for _ in widths[1:]]
         for order in orders:
             degrees = order + 1
@@ -284,14 +307,24 @@ class MADE(_Autoregressive):
         for j, mask in enumerate(masks):
             self.register_buffer(f"mask{j}", torch.stack(mask))  # (K, out, in)
         self.register_buffer("orders", orders)
+        built(self)
+
+    def setup(self, x: torch.Tensor, covariates: dict) -> None:
+        """Build the network for rows of ``x``'s width (``ppgen.fit`` calls this first), or check
+        that ``x`` has the ``dim`` given to the constructor."""
+        width = check_features(self, x, self.dim, "dim")
+        if self.dim is None:
+            self._build(width)
+            if x.is_floating_point():
+                self.to(dtype=x.dtype, device=x.device)
 
     def _orders(self, permutation, seed: int) -> torch.Tensor:
         if permutation is not None:
             perm = torch.as_tensor(permutation, dtype=torch.long)
             if perm.shape != (self.dim,) or not torch.equal(perm.sort().values, torch.arange(self.dim)):
                 raise OptionError(
-                    f"Expected permutation to be a permutation of range({self.dim}), but got "
-                    f"{list(permutation)}."
+                    f"Expected permutation to be a permutation of range({self.dim}) (one entry per "
+                    f"feature), but got {perm.tolist()}."
                 )
             first = torch.empty_like(perm)
             first[perm] = torch.arange(self.dim)  # first[i] = when input i is generated
@@ -304,6 +337,7 @@ class MADE(_Autoregressive):
     # ------------------------------------------------------------- the network
     def conditionals(self, x: torch.Tensor, ordering: int = 0) -> torch.Tensor:
         """Raw parameters of every ``p(x_i | x_<i)``, shape ``(N, D, num_outputs)``."""
+        self._sized()
         h = x / (self.num_categories - 1) if self.likelihood in _LEVELLED else x
         drop = self.dropout > 0 and self.training and torch.is_grad_enabled()
         for j, layer in enumerate(self.layers):

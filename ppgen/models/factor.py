@@ -18,6 +18,7 @@ from torch.distributions import constraints
 from ppgen.core import GenerativeModel, PyroParam, pyro_method
 from ppgen.data import as_tensor
 from ppgen.errors import DataError, OptionError
+from ppgen.models.sizing import built, check_features, defer, unsized
 
 __all__ = ["FactorAnalysis", "PPCA"]
 
@@ -29,8 +30,7 @@ class FactorAnalysis(GenerativeModel):
 
     Arguments:
         n_factors: latent dimension ``q``.
-        dim: observed dimension ``d`` (``None``: taken from the first data — enough for ``em`` and
-            ``exact``; ``mle``/``svi`` need it up front).
+        dim: observed dimension ``d`` (``None``: taken from the data at fit time, for every method).
 
     Example:
         >>> import ppgen, torch
@@ -54,6 +54,8 @@ class FactorAnalysis(GenerativeModel):
             if isinstance(dim, bool) or not isinstance(dim, int) or dim <= n_factors:
                 raise OptionError(f"Expected an integer dim > n_factors={n_factors}, but got {dim!r}.")
             self._build(dim, torch.get_default_dtype(), None)
+        else:
+            defer(self)
 
     # ------------------------------------------------------------------ setup
     def _build(self, dim: int, dtype, device) -> None:
@@ -62,6 +64,12 @@ class FactorAnalysis(GenerativeModel):
         self.mu = PyroParam(torch.zeros(dim, **kw), event_dim=1)
         self.W = PyroParam(torch.eye(dim, self.n_factors, **kw), event_dim=2)
         self._build_noise(dim, kw)
+        built(self)
+
+    def setup(self, x: torch.Tensor, covariates: dict) -> None:
+        """Build the parameters for rows of ``x``'s width (``ppgen.fit`` calls this first), or check
+        that ``x`` has the ``dim`` given to the constructor."""
+        self._check(x, build=True)
 
     def _build_noise(self, dim, kw) -> None:
         self.psi = PyroParam(torch.ones(dim, **kw), constraints.positive, 1)
@@ -73,19 +81,21 @@ class FactorAnalysis(GenerativeModel):
     def _set_noise(self, var: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"psi": var}
 
+    def _sized(self) -> None:
+        if self.dim is None:
+            raise unsized(self, "dim")
+
     def _check(self, x: torch.Tensor, build: bool = False) -> torch.Tensor:
-        if x.ndim != 2:
-            raise DataError(f"Expected x of shape (N, dim), but got shape {tuple(x.shape)}.")
+        width = check_features(self, x, self.dim, "dim")
         if self.dim is None:
             if not build:
-                raise DataError(f"Expected a fitted {type(self).__name__} (its dim is unknown); pass dim=.")
-            if x.shape[1] <= self.n_factors:
+                raise unsized(self, "dim")
+            if width <= self.n_factors:
                 raise DataError(
-                    f"Expected more features than n_factors={self.n_factors}, but got {x.shape[1]}."
+                    f"Expected more features than n_factors={self.n_factors}, but got {width}; use fewer "
+                    "factors."
                 )
-            self._build(x.shape[1], x.dtype, x.device)
-        if x.shape[1] != self.dim:
-            raise DataError(f"Expected x of shape (N, {self.dim}), but got {tuple(x.shape)}.")
+            self._build(width, x.dtype, x.device)
         return x
 
     # ------------------------------------------------------------------ story
@@ -93,6 +103,7 @@ class FactorAnalysis(GenerativeModel):
     def model(self, x: torch.Tensor | None = None, n: int | None = None) -> torch.Tensor:
         if x is not None:
             self._check(x, build=True)
+        self._sized()
         mu, W, noise = self.mu, self.W, self._noise_var().sqrt()  # globals before the plate
         zeros = torch.zeros(self.n_factors, dtype=mu.dtype, device=mu.device)
         with self.data_plate(x, n):
@@ -119,6 +130,7 @@ class FactorAnalysis(GenerativeModel):
     # --------------------------------------------------------------- density
     def marginal(self) -> dist.Distribution:
         """``N(mu, W Wᵀ + Psi)`` as a low-rank multivariate normal."""
+        self._sized()
         return dist.LowRankMultivariateNormal(self.mu, self.W, self._noise_var())
 
     @pyro_method
@@ -128,6 +140,7 @@ class FactorAnalysis(GenerativeModel):
 
     def transform(self, x) -> torch.Tensor:
         """Posterior mean of the factors ``E[z | x_i]``, shape ``(N, q)``."""
+        self._sized()
         x = self._check(as_tensor(x, name="x", ndim=2, dtype=self.W.dtype))
         with torch.no_grad():
             return self._posterior(x)[0]

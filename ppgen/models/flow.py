@@ -26,6 +26,7 @@ from torch import nn
 
 from ppgen.core import GenerativeModel, _check_count, pyro_method
 from ppgen.errors import DataError, OptionError
+from ppgen.models.sizing import built, check_features, defer, optional_size, unsized
 
 __all__ = ["Flow", "TRANSFORMS"]
 
@@ -49,7 +50,8 @@ class Flow(GenerativeModel):
     ``log p(x) = log N(z; 0, I) + sum_l log |det J_{f_l^{-1}}|`` with ``z = f^{-1}(x)``.
 
     Arguments:
-        dim: dimension of one observation.
+        dim: dimension of one observation; ``None`` (default) takes it from the data at fit time
+            (the layers are built then; see :mod:`ppgen.models.sizing`).
         transform: ``"spline_coupling"`` (default for ``dim >= 2``), ``"affine_coupling"`` (RealNVP),
             ``"maf"`` (masked affine autoregressive), ``"nsf"`` (neural spline, autoregressive),
             or ``"spline"`` (element-wise; the default and only choice for ``dim=1``).
@@ -73,7 +75,7 @@ class Flow(GenerativeModel):
 
     def __init__(
         self,
-        dim: int = 2,
+        dim: int | None = None,
         transform: str | None = None,
         num_layers: int = 4,
         *,
@@ -83,28 +85,34 @@ class Flow(GenerativeModel):
         seed: int = 0,
     ):
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise OptionError(f"Expected dim to be a positive integer, but got {dim!r}.")
-        if transform is None:
-            transform = "spline_coupling" if dim >= 2 else "spline"
-        if transform not in TRANSFORMS:
+        dim = optional_size(dim, "dim")
+        if transform is not None and transform not in TRANSFORMS:
             raise OptionError(f"Expected transform in {list(TRANSFORMS)}, but got {transform!r}.")
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise OptionError(f"Expected num_layers to be a positive integer, but got {num_layers!r}.")
+        self.dim, self.transform, self.num_layers = None, transform, num_layers
+        self._layer_options = (list(hidden), count_bins, bound, seed)
+        if dim is None:
+            defer(self)  # the weights are drawn from ``seed`` whenever they are built
+        else:
+            self._build(dim)
+
+    def _build(self, dim: int) -> None:
+        """Create the layers for observations of ``dim`` features."""
+        transform = self.transform or ("spline_coupling" if dim >= 2 else "spline")
         build, needs_two, autoregressive = TRANSFORMS[transform]
         if needs_two and dim < 2:
             raise OptionError(
                 f"Expected dim >= 2 for transform={transform!r} (it splits or orders coordinates), but got "
                 f"dim={dim}; use transform='spline' for one-dimensional data."
             )
-        self.dim, self.transform, self.num_layers = dim, transform, num_layers
-        self.autoregressive = autoregressive
+        self.dim, self.transform, self.autoregressive = dim, transform, autoregressive
+        hidden, count_bins, bound, seed = self._layer_options
+        num_layers = self.num_layers
         with torch.random.fork_rng():
             torch.manual_seed(seed)  # reproducible initial weights
             # An nn.ModuleList registers every layer, so .parameters() and .to() see them.
-            self.layers = nn.ModuleList(
-                build(dim, list(hidden), count_bins, bound) for _ in range(num_layers)
-            )
+            self.layers = nn.ModuleList(build(dim, hidden, count_bins, bound) for _ in range(num_layers))
             for layer in self.layers:
                 _zero_last_linear(layer)
             perms = [
@@ -114,10 +122,22 @@ class Flow(GenerativeModel):
             self.register_buffer(f"perm{i}", perm)
         self.register_buffer("base_loc", torch.zeros(dim))
         self.register_buffer("base_scale", torch.ones(dim))
+        built(self)
+
+    def setup(self, x: torch.Tensor, covariates: dict) -> None:
+        """Build the layers for rows of ``x``'s width (``ppgen.fit`` calls this first), or check
+        that ``x`` has the ``dim`` given to the constructor."""
+        width = check_features(self, x, self.dim, "dim")
+        if self.dim is None:
+            self._build(width)
+            if x.is_floating_point():
+                self.to(dtype=x.dtype, device=x.device)
 
     # ------------------------------------------------------------- the map
     def transforms(self) -> list[dist.transforms.Transform]:
         """The layers from base to data, permutations included (for ``TransformedDistribution``)."""
+        if self.dim is None:
+            raise unsized(self, "dim")
         chain: list = []
         for i, layer in enumerate(self.layers):
             # torch caches the last (input, output) pair; training re-feeds the same data
@@ -131,6 +151,8 @@ class Flow(GenerativeModel):
 
     def base(self) -> dist.Distribution:
         """The base density ``N(0, I)`` in the model's dtype and device."""
+        if self.dim is None:
+            raise unsized(self, "dim")
         return dist.Normal(self.base_loc, self.base_scale).to_event(1)
 
     def distribution(self) -> dist.TransformedDistribution:
@@ -175,10 +197,11 @@ class Flow(GenerativeModel):
         return self.forward(self.base().rsample((_check_count(n),)))
 
     def _check(self, x: torch.Tensor | None) -> None:
+        if self.dim is None:
+            raise unsized(self, "dim")
         if x is None:
             return
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise DataError(f"Expected x of shape (N, {self.dim}), but got {tuple(x.shape)}.")
+        check_features(self, x, self.dim, "dim")
         if not torch.isfinite(x).all():
             raise DataError("Expected finite x, but got NaN or inf; drop or impute those rows first.")
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from ppgen.core import ImplicitModel, _check_count, pyro_method
 from ppgen.errors import DataError, OptionError
+from ppgen.models.sizing import built, check_features, defer, optional_size, seeded, unsized
 
 __all__ = ["MLPGenerator", "MLPCritic"]
 
@@ -46,7 +47,8 @@ class MLPGenerator(ImplicitModel):
 
     Arguments:
         latent_dim: dimension of the noise ``z``.
-        data_dim: dimension of one generated sample.
+        data_dim: dimension of one generated sample; ``None`` (default) takes it from the data at
+            fit time (the network is built then; see :mod:`ppgen.models.sizing`).
         hidden: widths of the hidden layers.
         activation: ``"relu"``, ``"leaky_relu"``, ``"tanh"`` or ``"elu"``.
 
@@ -59,17 +61,37 @@ class MLPGenerator(ImplicitModel):
     def __init__(
         self,
         latent_dim: int = 2,
-        data_dim: int = 2,
+        data_dim: int | None = None,
         hidden: int | Sequence[int] = (256, 256, 256),
         *,
         activation="relu",
     ):
         super().__init__()
-        for label, value in (("latent_dim", latent_dim), ("data_dim", data_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise OptionError(f"Expected {label} to be a positive integer, but got {value!r}.")
-        self.latent_dim, self.data_dim = latent_dim, data_dim
-        self.net = _mlp((latent_dim, *_hidden(hidden), data_dim), activation)
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+            raise OptionError(f"Expected latent_dim to be a positive integer, but got {latent_dim!r}.")
+        data_dim = optional_size(data_dim, "data_dim")
+        if activation not in ACTIVATIONS:
+            raise OptionError(f"Expected activation in {sorted(ACTIVATIONS)}, but got {activation!r}.")
+        self.latent_dim, self.data_dim = latent_dim, None
+        self.hidden, self.activation, self._init_seed = _hidden(hidden), activation, None
+        if data_dim is None:
+            self._init_seed = defer(self)
+        else:
+            self._build(data_dim)
+
+    def _build(self, data_dim: int) -> None:
+        self.data_dim = data_dim
+        with seeded(self._init_seed):
+            self.net = _mlp((self.latent_dim, *self.hidden, data_dim), self.activation)
+        built(self)
+
+    def setup(self, x: torch.Tensor, covariates: dict) -> None:
+        """Build the network for rows of ``x``'s width (``ppgen.fit`` calls this first). An explicit
+        ``data_dim`` is checked by the adversarial backend against what the generator draws."""
+        if self.data_dim is None:
+            self._build(check_features(self, x, None, "data_dim"))
+            if x.is_floating_point():
+                self.to(dtype=x.dtype, device=x.device)
 
     @pyro_method
     def model(self, x: torch.Tensor | None = None, n: int | None = None) -> torch.Tensor:
@@ -91,17 +113,16 @@ class MLPGenerator(ImplicitModel):
             return self.rsample(n)
 
     def _dtype(self) -> torch.dtype:
+        if self.data_dim is None:
+            raise unsized(self, "data_dim")
         return next(self.net.parameters()).dtype
 
     def _device(self) -> torch.device:
         return next(self.net.parameters()).device
 
     def _check_dim(self, x: torch.Tensor | None) -> None:
-        if x is not None and (x.ndim != 2 or x.shape[-1] != self.data_dim):
-            raise DataError(
-                f"Expected x of shape (N, {self.data_dim}) for this generator, but got {tuple(x.shape)}; "
-                f"build MLPGenerator(data_dim={x.shape[-1] if x.ndim == 2 else '...'})."
-            )
+        if x is not None:
+            check_features(self, x, self.data_dim, "data_dim")
 
 
 class MLPCritic(nn.Module):

@@ -16,6 +16,7 @@ from torch.distributions import constraints
 from ppgen.core import GenerativeModel, PyroParam, pyro_method
 from ppgen.data import as_tensor
 from ppgen.errors import DataError, OptionError
+from ppgen.models.sizing import built, check_features, defer, optional_size, unsized
 
 __all__ = ["Gaussian"]
 
@@ -27,7 +28,8 @@ class Gaussian(GenerativeModel):
     """Multivariate Gaussian ``x ~ N(loc, Σ)`` with parameters named as in ``torch.distributions``.
 
     Arguments:
-        dim: dimension of one observation.
+        dim: dimension of one observation; ``None`` (default) takes it from ``loc`` / ``scale`` /
+            ``scale_tril`` when given, else from the data at fit time.
         covariance: ``"full"`` (parameter ``scale_tril``, lower Cholesky factor of Σ) or
             ``"diag"`` (parameter ``scale``, per-dimension standard deviations).
         loc, scale, scale_tril: optional initial values.
@@ -41,7 +43,7 @@ class Gaussian(GenerativeModel):
 
     def __init__(
         self,
-        dim: int = 1,
+        dim: int | None = None,
         covariance: str = "full",
         *,
         loc: torch.Tensor | None = None,
@@ -49,21 +51,44 @@ class Gaussian(GenerativeModel):
         scale_tril: torch.Tensor | None = None,
     ):
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise OptionError(f"Expected dim to be a positive integer, but got {dim!r}.")
+        dim = optional_size(dim, "dim")
         if covariance not in COVARIANCES:
             raise OptionError(f"Expected covariance in {COVARIANCES}, but got {covariance!r}.")
+        self.dim, self.covariance = None, covariance
+        given = [torch.as_tensor(v) for v in (loc, scale, scale_tril) if v is not None]
+        if dim is None and given:
+            dim = int(given[0].shape[-1]) if given[0].ndim else 1
+        if dim is None:
+            defer(self)
+        else:
+            self._build(dim, loc, scale, scale_tril)
+
+    def _build(self, dim: int, loc=None, scale=None, scale_tril=None) -> None:
         self.dim = dim
-        self.covariance = covariance
         self.loc = PyroParam(torch.zeros(dim) if loc is None else torch.as_tensor(loc), event_dim=1)
-        if covariance == "diag":
+        if self.covariance == "diag":
             init = torch.ones(dim) if scale is None else torch.as_tensor(scale)
             self.scale = PyroParam(init, constraints.positive, event_dim=1)
         else:
             init = torch.eye(dim) if scale_tril is None else torch.as_tensor(scale_tril)
             self.scale_tril = PyroParam(init, constraints.lower_cholesky, event_dim=2)
+        built(self)
+
+    def setup(self, x: torch.Tensor, covariates: dict) -> None:
+        """Create ``loc`` and the scale for rows of ``x``'s width (``ppgen.fit`` calls this first),
+        or check that ``x`` has the ``dim`` given to the constructor."""
+        width = check_features(self, x, self.dim, "dim")
+        if self.dim is None:
+            self._build(width)
+            if x.is_floating_point():
+                self.to(dtype=x.dtype, device=x.device)
+
+    def _sized(self) -> None:
+        if self.dim is None:
+            raise unsized(self, "dim")
 
     def _distribution(self) -> dist.Distribution:
+        self._sized()
         if self.covariance == "diag":
             loc, scale = self.loc, self.scale
             return dist.Normal(loc, scale).to_event(1)
@@ -81,6 +106,7 @@ class Gaussian(GenerativeModel):
     @pyro_method
     def sample(self, n: int) -> torch.Tensor:
         """The pushforward story made explicit: ``loc + L eps``, ``eps ~ N(0, I)``."""
+        self._sized()
         if self.is_bayesian:
             return super().sample(n)
         with torch.no_grad():
@@ -92,6 +118,7 @@ class Gaussian(GenerativeModel):
     @pyro_method
     def rsample(self, n: int) -> torch.Tensor:
         """Differentiable draws ``loc + L eps`` (gradients reach loc and L; adversarial fits)."""
+        self._sized()
         eps = torch.randn(int(n), self.dim, dtype=self.loc.dtype, device=self.loc.device)
         if self.covariance == "diag":
             return self.loc + eps * self.scale
@@ -143,5 +170,6 @@ class Gaussian(GenerativeModel):
         return {"loc": loc, "scale_tril": chol}
 
     def _check_dim(self, x: torch.Tensor | None) -> None:
-        if x is not None and (x.ndim != 2 or x.shape[-1] != self.dim):
-            raise DataError(f"Expected x of shape (N, {self.dim}), but got {tuple(x.shape)}.")
+        self._sized()
+        if x is not None:
+            check_features(self, x, self.dim, "dim")

@@ -21,6 +21,7 @@ from torch.distributions.transforms import ComposeTransform, ReshapeTransform
 from ppgen.core import GenerativeModel, PyroParam, PyroSample, pyro_method
 from ppgen.data import as_tensor
 from ppgen.errors import DataError, OptionError
+from ppgen.models.sizing import built, check_features, defer, unsized
 
 __all__ = ["Mixture", "OrderedMeans", "kmeans_plusplus", "INITS"]
 
@@ -39,7 +40,8 @@ class Mixture(GenerativeModel):
     Arguments:
         n_components: number of hidden causes ``K``.
         dim: dimension of one observation; ``None`` builds the parameters at the first data seen
-            (enough for ``em``; the gradient methods and priors need ``dim`` up front).
+            (``ppgen.fit`` sizes the model from the data for every method; priors need ``dim``
+            up front).
         chunk_size: rows per block in the vectorised E/M passes (keeps intermediates in cache).
         prior: optional priors by parameter name (needs ``dim``), e.g. ``{"pi": Dirichlet(...)}``;
             the same as :func:`ppgen.bayesian`, fitted by ``mcmc``, ``map`` or ``svi``.
@@ -63,6 +65,8 @@ class Mixture(GenerativeModel):
         self.dim = None
         if dim is not None:
             self._build(_positive_int(dim, "dim"), torch.get_default_dtype(), None)
+        else:
+            defer(self)
         if prior:
             self._set_priors(prior)
 
@@ -123,19 +127,19 @@ class Mixture(GenerativeModel):
         k = self.n_components
         self.pi = PyroParam(torch.full((k,), 1.0 / k, dtype=dtype, device=device), constraints.simplex, 1)
         self._build_components(dim, dtype, device)
+        built(self)
+
+    def setup(self, x: torch.Tensor, covariates: dict) -> None:
+        """Build the parameters for rows of ``x``'s width (``ppgen.fit`` calls this first), or check
+        that ``x`` has the ``dim`` given to the constructor."""
+        self._check(x, build=True)
 
     def _check(self, x: torch.Tensor, build: bool = False) -> torch.Tensor:
-        if x.ndim != 2:
-            raise DataError(f"Expected x of shape (N, dim), but got shape {tuple(x.shape)}.")
+        width = check_features(self, x, self.dim, "dim")
         if self.dim is None:
             if not build:
-                raise DataError(
-                    f"Expected a fitted or initialised {type(self).__name__}, but its dim is unknown; "
-                    "pass dim= or fit it first."
-                )
-            self._build(x.shape[1], x.dtype, x.device)
-        if x.shape[1] != self.dim:
-            raise DataError(f"Expected x of shape (N, {self.dim}), but got {tuple(x.shape)}.")
+                raise unsized(self, "dim")
+            self._build(width, x.dtype, x.device)
         self._check_values(x)
         return x
 
@@ -150,7 +154,7 @@ class Mixture(GenerativeModel):
         if x is not None:
             self._check(x, build=True)
         elif self.dim is None:
-            raise DataError(f"Expected dim= for sampling an unfitted {type(self).__name__}.")
+            raise unsized(self, "dim")
         pi, params = self.pi, self._read()  # globals first, then the plate (PYRO_NOTES 6)
         with self.data_plate(x, n):
             z = pyro.sample("z", dist.Categorical(pi), infer={"enumerate": "parallel"})

@@ -25,6 +25,7 @@ from torch.distributions import constraints
 
 from ppgen.core import GenerativeModel, PyroParam, _check_count, check_categories, pyro_method
 from ppgen.errors import DataError, OptionError
+from ppgen.models.sizing import built, check_features, defer, optional_size, seeded, unsized
 
 __all__ = ["VAE", "ConditionalVAE", "VAE_LIKELIHOODS"]
 
@@ -46,7 +47,8 @@ class VAE(GenerativeModel):
     ``ELBO(x) = E_{q(z|x)}[log p(x|z)] − KL(q(z|x) ‖ N(0, I))``.
 
     Arguments:
-        data_dim: dimension ``D`` of one observation.
+        data_dim: dimension ``D`` of one observation; ``None`` (default) takes it from the data
+            at fit time (the networks are built then; see :mod:`ppgen.models.sizing`).
         latent_dim: dimension of the code ``z``.
         likelihood: ``"bernoulli"`` (binary data), ``"gaussian"`` (real data, one learned
             scale per dimension), ``"continuous_bernoulli"`` (data in ``[0, 1]``) or
@@ -64,6 +66,10 @@ class VAE(GenerativeModel):
         >>> vae = VAE(data_dim=4, latent_dim=2, hidden=(8,))
         >>> vae.elbo(torch.bernoulli(torch.full((3, 4), 0.5))).shape
         torch.Size([3])
+        >>> lazy = VAE(latent_dim=8, hidden=(8,))  # data_dim from the data at fit time
+        >>> lazy.setup(torch.zeros(5, 64), {})  # what ppgen.fit does before training
+        >>> lazy.data_dim
+        64
     """
 
     has_local_latents = True
@@ -72,7 +78,7 @@ class VAE(GenerativeModel):
 
     def __init__(
         self,
-        data_dim: int,
+        data_dim: int | None = None,
         latent_dim: int = 2,
         likelihood: str = "bernoulli",
         hidden: Sequence[int] = (256,),
@@ -85,9 +91,9 @@ class VAE(GenerativeModel):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise OptionError(f"Expected num_classes to be a non-negative integer, but got {num_classes!r}.")
         self.num_classes = num_classes
-        for name, value in (("data_dim", data_dim), ("latent_dim", latent_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise OptionError(f"Expected {name} to be a positive integer, but got {value!r}.")
+        data_dim = optional_size(data_dim, "data_dim")
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+            raise OptionError(f"Expected latent_dim to be a positive integer, but got {latent_dim!r}.")
         if likelihood not in VAE_LIKELIHOODS:
             raise OptionError(f"Expected likelihood in {VAE_LIKELIHOODS}, but got {likelihood!r}.")
         check_categories(likelihood, num_categories)
@@ -96,23 +102,42 @@ class VAE(GenerativeModel):
             raise OptionError(
                 f"Expected likelihood='gaussian' with linear=True (the pPCA model), but got {likelihood!r}."
             )
-        self.data_dim, self.latent_dim, self.likelihood, self.linear = (
-            data_dim,
-            latent_dim,
-            likelihood,
-            linear,
-        )
-        c = self.num_classes
-        hidden = [] if linear else list(hidden)
-        self.encoder = _mlp([data_dim + c, *hidden, 2 * latent_dim])  # -> (loc, raw scale)
-        outputs = data_dim * (num_categories or 1)
-        self.decoder = _mlp([latent_dim + c, *hidden, outputs])  # -> logits or mean
-        if linear:
+        self.data_dim, self.latent_dim, self.likelihood, self.linear = None, latent_dim, likelihood, linear
+        self.hidden = [] if linear else list(hidden)
+        self._init_seed = None
+        if data_dim is None:
+            self._init_seed = defer(self)
+        else:
+            self._build(data_dim)
+
+    def _build(self, data_dim: int) -> None:
+        """Create the networks for observations of ``data_dim`` features."""
+        latent_dim, c, hidden = self.latent_dim, self.num_classes, self.hidden
+        self.data_dim = data_dim
+        with seeded(self._init_seed):
+            self.encoder = _mlp([data_dim + c, *hidden, 2 * latent_dim])  # -> (loc, raw scale)
+            outputs = data_dim * (self.num_categories or 1)
+            self.decoder = _mlp([latent_dim + c, *hidden, outputs])  # -> logits or mean
+        if self.linear:
             # pPCA's posterior covariance does not depend on x: a learned diagonal scale.
             self.encoder_log_scale = nn.Parameter(torch.full((latent_dim,), -1.0))
             self.obs_scale = PyroParam(torch.ones(()), constraints.positive)
-        elif likelihood == "gaussian":
+        elif self.likelihood == "gaussian":
             self.obs_scale = PyroParam(torch.ones(data_dim), constraints.positive, event_dim=1)
+        built(self)
+
+    def setup(self, x: torch.Tensor, covariates: dict) -> None:
+        """Build the networks for rows of ``x``'s width (``ppgen.fit`` calls this first), or check
+        that ``x`` has the ``data_dim`` given to the constructor."""
+        width = check_features(self, x, self.data_dim, "data_dim")
+        if self.data_dim is None:
+            self._build(width)
+            if x.is_floating_point():
+                self.to(dtype=x.dtype, device=x.device)
+
+    def _sized(self) -> None:
+        if self.data_dim is None:
+            raise unsized(self, "data_dim")
 
     # ---------------------------------------------------------------- networks
     def _with_label(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -123,6 +148,7 @@ class VAE(GenerativeModel):
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder ``q(z|x)``: returns ``(loc, scale)``, each ``(N, latent_dim)``."""
+        self._sized()
         if self.likelihood == "categorical":
             x = x / (self.num_categories - 1)  # levels 0..C-1 -> [0, 1] for the network
         out = self.encoder(self._with_label(x, y))
@@ -133,6 +159,7 @@ class VAE(GenerativeModel):
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> dist.Distribution:
         """Decoder ``p(x|z)`` as a distribution with event dim 1 (batch = ``z``'s leading dims)."""
+        self._sized()
         out = self.decoder(self._with_label(z, y))
         if self.likelihood == "bernoulli":
             return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
@@ -273,9 +300,9 @@ class VAE(GenerativeModel):
         )
 
     def _check(self, x, n, y):
+        self._sized()
         if x is not None:
-            if x.ndim != 2 or x.shape[1] != self.data_dim:
-                raise DataError(f"Expected x of shape (N, {self.data_dim}), but got {tuple(x.shape)}.")
+            check_features(self, x, self.data_dim, "data_dim")
             # One reduction per call (this runs every training step); NaN fails every test.
             if self.likelihood == "bernoulli":
                 valid = ((x == 0) | (x == 1)).all()
@@ -317,14 +344,16 @@ class ConditionalVAE(VAE):
     samples with ``sample(n, y=3)``.
 
     Arguments:
-        data_dim, latent_dim, likelihood, hidden, num_categories: as for :class:`VAE`.
-        num_classes: number of label values ``y ∈ {0, ..., num_classes − 1}``.
+        data_dim, latent_dim, likelihood, hidden, num_categories: as for :class:`VAE`
+            (``data_dim=None`` takes it from the data at fit time).
+        num_classes: number of label values ``y ∈ {0, ..., num_classes − 1}`` (required: the
+            labels seen in training need not include every class).
     """
 
     def __init__(
         self,
-        data_dim: int,
-        num_classes: int,
+        data_dim: int | None = None,
+        num_classes: int | None = None,
         latent_dim: int = 2,
         likelihood: str = "bernoulli",
         hidden: Sequence[int] = (256,),
@@ -332,7 +361,10 @@ class ConditionalVAE(VAE):
         num_categories: int | None = None,
     ):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise OptionError(f"Expected num_classes >= 2, but got {num_classes!r}.")
+            raise OptionError(
+                f"Expected num_classes >= 2 (the number of label values), but got {num_classes!r}; pass "
+                "num_classes=..."
+            )
         super().__init__(
             data_dim, latent_dim, likelihood, hidden, num_classes=num_classes, num_categories=num_categories
         )
