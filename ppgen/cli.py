@@ -9,12 +9,13 @@ traceback). Run ``ppgen COMMAND --help`` for the options of each command.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
+
+from ppgen.cli_data import is_program_reference, load_data, load_program, program_data, read_csv, write_array
 
 __all__ = ["main", "load_data", "read_csv"]
 
@@ -25,6 +26,8 @@ EXAMPLES = """examples:
   ppgen sample fit.pt -n 1000 --out samples.npy
   ppgen evaluate fit.pt --data faithful
   ppgen compare fit.pt gmm.pt --data faithful
+  ppgen fit my_model.py:partially_pooled --data players.csv --method mcmc --out pooled.pt
+  ppgen evaluate pooled.pt --data season.csv
   ppgen tutorial 1
   ppgen tour --fast --only data kde
 """
@@ -47,118 +50,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, no usage block
         raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-# ----------------------------------------------------------------------------- data
-def read_csv(path: str | Path):
-    """Read a numeric CSV file (an optional header row) into a float64 array.
-
-    Raises:
-        DataError: empty file, ragged rows or a non-numeric value (named by row and column).
-    """
-    import numpy as np
-
-    from ppgen.errors import DataError
-
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
-    except UnicodeDecodeError:
-        raise DataError(f"Expected a text CSV file, but {str(path)!r} is not UTF-8 text.") from None
-    except csv.Error as err:
-        raise DataError(
-            f"Expected a valid CSV file, but {str(path)!r} could not be parsed ({err})."
-        ) from None
-    if not rows:
-        raise DataError(f"Expected rows of numbers in {str(path)!r}, but the file is empty.")
-
-    def numbers(row):
-        try:
-            return [float(cell) for cell in row]
-        except ValueError:
-            return None
-
-    header = None if numbers(rows[0]) is not None else [cell.strip() for cell in rows[0]]
-    body = rows[1:] if header else rows
-    if not body:
-        raise DataError(f"Expected rows of numbers in {str(path)!r}, but it holds only a header.")
-    width = len(header) if header else len(body[0])
-    values = []
-    for i, row in enumerate(body, start=2 if header else 1):
-        if len(row) != width:
-            raise DataError(
-                f"Expected {width} columns in every row of {str(path)!r}, but line {i} has {len(row)}."
-            )
-        parsed = numbers(row)
-        if parsed is None:
-            col = next(j for j, cell in enumerate(row) if numbers([cell]) is None)
-            label = header[col] if header else f"#{col + 1}"
-            raise DataError(
-                f"Expected numeric columns only in {str(path)!r}, but line {i}, column {label!r} holds "
-                f"{row[col].strip()!r}; drop or encode non-numeric columns first."
-            )
-        values.append(parsed)
-    return np.asarray(values, dtype=np.float64)
-
-
-def load_data(source: str, split: str = "all", *, seed: int = 0):
-    """Load ``--data``: an embedded dataset name, a ``.csv`` or a ``.npy`` file.
-
-    ``split`` is ``"all"``, ``"train"`` or ``"test"``; files are split like embedded
-    datasets (a shuffle with ``seed``, 25% test). 1-D data becomes one column.
-    """
-    import numpy as np
-    import torch
-
-    from ppgen import data
-    from ppgen.errors import DataError
-
-    if split not in data.SPLITS:
-        raise DataError(f"Expected split in {data.SPLITS}, but got {split!r}.")
-    if source in data.datasets():
-        x = data.load(source, split=split, seed=seed)
-    else:
-        path = Path(source)
-        suffix = path.suffix.lower()
-        if suffix not in (".csv", ".npy"):
-            raise DataError(
-                f"Expected --data as a dataset name in {sorted(data.datasets())} or a .csv/.npy file, "
-                f"but got {source!r}."
-            )
-        if not path.is_file():
-            raise DataError(f"Expected a data file, but {source!r} does not exist.")
-        if suffix == ".csv":
-            array = read_csv(path)
-        else:
-            try:
-                array = np.load(path, allow_pickle=False)
-            except Exception as err:  # not an .npy file, object arrays, truncated
-                raise DataError(
-                    f"Expected a numeric .npy array in {source!r}, but reading failed ({err})."
-                ) from None
-        x = data.as_tensor(array, name=path.name, dtype=torch.float64)
-        if split != "all":
-            train, test = data.train_test_split(x, seed=seed)
-            x = train if split == "train" else test
-    if x.ndim == 1:
-        x = x.unsqueeze(-1)
-    return x
-
-
-def _write_array(array, out: str) -> Path:
-    import numpy as np
-
-    from ppgen.errors import OptionError
-
-    path = Path(out)
-    if path.suffix.lower() == ".npy":
-        np.save(path, array)
-    elif path.suffix.lower() == ".csv":
-        np.savetxt(path, array.reshape(array.shape[0], -1), delimiter=",")
-    else:
-        raise OptionError(f"Expected --out ending in .npy or .csv, but got {out!r}.")
-    return path
 
 
 # ------------------------------------------------------------------------- commands
@@ -186,8 +77,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     from ppgen import distributed, registry
 
+    if is_program_reference(args.model):
+        return _fit_program(args, registry.parse_options(args.option))
     spec = registry.get(args.model)
     options = registry.parse_options(args.option)
+    args.split = args.split or "train"
     started = distributed.init()  # under torchrun: join the process group (gloo on CPU, nccl on GPU)
     try:
         return _fit(args, spec, options)
@@ -238,6 +132,42 @@ def _fit(args: argparse.Namespace, spec, options: dict[str, Any]) -> int:
     return 0
 
 
+def _fit_program(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """``ppgen fit file.py:program --data file.csv``: the file's columns are the program's arguments."""
+    import torch
+
+    import ppgen
+
+    program = load_program(args.model)
+    data = program_data(program, args.data, args.split or "all")
+    dtype = {"float32": torch.float32, "float64": torch.float64, None: None}[args.dtype]
+    method = args.method
+    if method is None:
+        usable = ppgen.applicable_methods(program, data)
+        method = next((m for m in ("mcmc", "mle", "svi") if m in usable), "svi")
+    if args.device:
+        options["device"] = args.device
+    result = ppgen.fit(program, data, method=method, seed=args.seed, dtype=dtype, **options)
+    result.extras["cli"] = {"model": args.model, "data": args.data, "split": args.split or "all"}
+    path = result.save(args.out, posterior_netcdf=args.netcdf)
+    units = result.model.structure["n_units"]
+    print(
+        f"fitted {args.model} by {method!r} on {args.data} ({units} units) in {result.elapsed:.3g} s; "
+        f"mean log-lik per unit {result.score(data):.4f}"
+    )
+    table = result.summary()
+    if not table.empty:
+        print(table.head(12).to_string(index=False))
+        if len(table) > 12:
+            print(f"... {len(table)} parameters in total")
+    print(f"wrote {path}")
+    return 0
+
+
+def _is_program_fit(result) -> bool:
+    return callable(getattr(result.model, "bind", None))
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     import ppgen
     from ppgen.errors import OptionError
@@ -245,8 +175,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise OptionError(f"Expected -n to be a positive integer, but got {args.n}.")
     result = ppgen.load(args.fit)
-    draws = result.sample(args.n, seed=args.seed).detach().cpu().numpy()
-    path = _write_array(draws, args.out)
+    draws = result.sample(args.n, seed=args.seed)
+    if isinstance(draws, dict):  # a program observing several sites
+        raise OptionError(
+            f"Expected a fit with one observed site to write samples, but it observes {sorted(draws)}; "
+            "use fit.sample(n) in Python (a dict by site)."
+        )
+    draws = draws.detach().cpu().numpy()
+    path = write_array(draws, args.out)
     print(f"wrote {draws.shape[0]} samples of shape {tuple(draws.shape[1:])} to {path}")
     return 0
 
@@ -274,6 +210,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ppgen import metrics
 
     result = ppgen.load(args.fit)
+    if _is_program_fit(result):
+        data = program_data(result.model.fn, args.data, args.split or "all")
+        score = result.log_prob(data)
+        print(
+            f"fit: {result.model.extra_repr()} by {result.method!r}; data: {args.data}, "
+            f"{score.shape[0]} units"
+        )
+        print(f"mean held-out log-lik: {float(score.mean()):.6f} nats per unit")
+        return 0
+    args.split = args.split or "test"
     x = load_data(args.data, args.split)
     name = type(result.model).__name__
     print(f"fit: {name} by {result.method!r}; data: {args.data}[{args.split}], {x.shape[0]} rows")
@@ -300,7 +246,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import ppgen
 
     fits = [ppgen.load(path) for path in args.fits]
-    x = load_data(args.data, args.split)
+    programs = [_is_program_fit(f) for f in fits]
+    if any(programs) and not all(programs):
+        raise ppgen.OptionError("Expected fits of programs only or of ppgen models only, but got both kinds.")
+    if all(programs):
+        x = program_data(fits[0].model.fn, args.data, args.split or "all")
+    else:
+        x = load_data(args.data, args.split or "test")
     names = [f"{Path(p).stem}:{type(f.model).__name__}" for p, f in zip(args.fits, fits)]
     table = ppgen.compare(fits, x, names=names)
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_colwidth", 60):
@@ -373,12 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="example: ppgen fit gaussian --data faithful --method exact --out fit.pt",
     )
-    p.add_argument("model", help="model name, e.g. gaussian, kde, gmm, ppca, made, flow, vae, gan")
+    p.add_argument(
+        "model",
+        help="model name (gaussian, kde, gmm, ppca, made, flow, vae, gan, ...) or a Pyro program as "
+        "FILE.py:NAME / MODULE:NAME, whose arguments are the --data file's columns",
+    )
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--method", help="inference method (default: the model's usual one; see `ppgen list`)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model or fit option")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--split", choices=("train", "all"), default="train", help="rows to fit (default train)")
+    p.add_argument(
+        "--split", choices=("train", "all"), help="rows to fit (default: train for models, all for programs)"
+    )
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="device for gradient methods")
     p.add_argument("--dtype", choices=("float32", "float64"), help="floating dtype (default: the data's)")
     p.add_argument("--out", default="fit.pt", help="where to write the fit (default fit.pt)")
@@ -407,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fit", help="a file written by `ppgen fit`")
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument(
-        "--split", choices=("test", "all", "train"), default="test", help="rows to score (default test)"
+        "--split", choices=("test", "all", "train"), help="rows to score (default: test; all for programs)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the samples for sample metrics")
     p.set_defaults(handler=cmd_evaluate)
@@ -420,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fits", nargs="+", help="files written by `ppgen fit`")
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument(
-        "--split", choices=("test", "all", "train"), default="test", help="held-out rows (default test)"
+        "--split", choices=("test", "all", "train"), help="held-out rows (default: test; all for programs)"
     )
     p.set_defaults(handler=cmd_compare)
 
