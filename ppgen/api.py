@@ -262,7 +262,10 @@ def compare(
 
     Columns: model, method, mean train and held-out log-likelihood per example (posterior
     predictive for Bayesian fits), ELPD by PSIS-LOO and WAIC where pointwise
-    log-likelihoods exist, the parameters (mean ± sd), and wall time.
+    log-likelihoods exist, with PSIS-LOO's reliability: ``loo_pareto_k_max`` (the largest
+    Pareto shape ``k`` of the importance ratios) and ``loo_pareto_k_bad`` (how many data
+    points have ``k > 0.7``, where the LOO estimate of that point is unreliable; Vehtari et
+    al. 2017), then the parameters (mean ± sd), and wall time.
     """
     if not fits:
         raise OptionError("Expected at least one Fit to compare, but got none.")
@@ -294,18 +297,30 @@ def _safe_score(result: Fit, x) -> float:
 
 
 def _information_criteria(result: Fit) -> dict[str, float]:
+    """ELPD by PSIS-LOO with its Pareto ``k`` diagnostics, and WAIC; NaN without pointwise log-likelihoods."""
     posterior = result.posterior
     if posterior is None or "log_likelihood" not in posterior.groups():
-        return {"elpd_loo": math.nan, "elpd_waic": math.nan}
+        names = ("elpd_loo", "loo_pareto_k_max", "loo_pareto_k_bad", "elpd_waic")
+        return dict.fromkeys(names, math.nan)
     import warnings
 
     import arviz as az
+    import numpy as np
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # arviz warns on high Pareto k; the table shows the estimate
-        loo = az.loo(posterior)
+        # ArviZ warns on high Pareto k (and WAIC's variance check); the table reports k instead.
+        warnings.simplefilter("ignore")
+        loo = az.loo(posterior, pointwise=True)
         waic = az.waic(posterior)
-    return {"elpd_loo": float(loo["elpd_loo"]), "elpd_waic": float(waic["elpd_waic"])}
+    # k > 0.7: that point's LOO estimate is unreliable (Vehtari et al. 2017, https://arxiv.org/abs/1507.04544;
+    # ArviZ's own threshold is min(0.7, 1 - 1/log10(draws))).
+    k = np.asarray(loo["pareto_k"], dtype=float)
+    return {
+        "elpd_loo": float(loo["elpd_loo"]),
+        "loo_pareto_k_max": float(np.nanmax(k)) if np.isfinite(k).any() else math.nan,
+        "loo_pareto_k_bad": int((k > 0.7).sum()),
+        "elpd_waic": float(waic["elpd_waic"]),
+    }
 
 
 def _param_text(result: Fit, most: int = 4) -> str:

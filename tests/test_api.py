@@ -145,6 +145,35 @@ def test_compare_table_has_one_row_per_fit():
     assert list(table["method"]) == ["exact", "exact"]
     assert {"train_loglik", "test_loglik", "elpd_loo", "elpd_waic", "params", "seconds"} <= set(table.columns)
     assert np.isnan(table.loc[0, "elpd_loo"]) and np.isfinite(table.loc[1, "elpd_loo"])
+    assert {"loo_pareto_k_max", "loo_pareto_k_bad"} <= set(table.columns)
+    assert np.isnan(table.loc[0, "loo_pareto_k_max"]) and np.isnan(table.loc[0, "loo_pareto_k_bad"])
+
+
+def test_compare_shows_when_psis_loo_is_unreliable():
+    # Issue 18: compare silenced ArviZ's high-Pareto-k warning and showed only the estimate. One
+    # outlier 12 sd out under a Normal with unknown mean and scale: leaving it out moves the
+    # posterior of the scale far, so its importance ratios are heavy-tailed (k > 0.7); the same
+    # data without it is healthy. Reference: ArviZ's own pointwise k on the same posterior (exact
+    # equality: the same computation) and its warning, which the table must not lose.
+    import warnings
+
+    import arviz as az
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(30, 1, generator=g, dtype=torch.float64)
+    dirty = torch.cat([clean, torch.tensor([[12.0]], dtype=torch.float64)])
+    fits = [ppgen.fit(NormalInverseGamma(), data, method="exact", seed=0) for data in (clean, dirty)]
+    table = ppgen.compare(fits, names=["clean", "outlier"])
+    for row, fit in zip(table.itertuples(), fits):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            k = np.asarray(az.loo(fit.posterior, pointwise=True).pareto_k)
+        assert row.loo_pareto_k_max == k.max() and row.loo_pareto_k_bad == (k > 0.7).sum()
+        warned = any("Pareto" in str(w.message) for w in caught)
+        assert warned == (row.model == "outlier")
+    clean_row, dirty_row = table.iloc[0], table.iloc[1]
+    assert clean_row["loo_pareto_k_max"] < 0.7 and clean_row["loo_pareto_k_bad"] == 0
+    assert dirty_row["loo_pareto_k_max"] > 0.7 and dirty_row["loo_pareto_k_bad"] >= 1
 
 
 def _point_story(x=None, n=None):
