@@ -187,6 +187,39 @@ def test_fuzz_fit_deep_models():
     assert not failures, "\n".join(failures)
 
 
+def _lazy_models():
+    """Models built without the size the data determines (issue 18): fit sizes them from the data."""
+    from ppgen.models import MADE, VAE, BernoulliMixture, FactorAnalysis, Flow, Gaussian, GaussianMixture
+
+    return {
+        "lazy-gaussian": Gaussian(),
+        "lazy-gmm": GaussianMixture(2),
+        "lazy-bmm": BernoulliMixture(2),
+        "lazy-fa": FactorAnalysis(1),
+        "lazy-made": MADE(hidden=(4,)),
+        "lazy-flow": Flow(num_layers=1, hidden=(4,)),
+        "lazy-vae": VAE(latent_dim=1, hidden=(4,)),
+    }
+
+
+def test_fuzz_fit_models_sized_by_the_data():
+    test, failures = "fit-lazy", []
+    for name, model in _lazy_models().items():
+        for method in [m for m in ppgen.applicable_methods(model) if m in TINY]:
+            for label, data in BAD_DATA.items():
+                failures.append(
+                    _run(
+                        test,
+                        f"{name}/{method}/{label}",
+                        lambda m=model, d=data, k=method: ppgen.fit(m, d, method=k, seed=0, **TINY[k]),
+                        _valid,
+                    )
+                )
+    print(f"\n{test}: {sum(SUMMARY[test].values())} inputs -> {dict(SUMMARY[test])}")
+    failures = [f for f in failures if f]
+    assert not failures, "\n".join(failures)
+
+
 def test_fuzz_unknown_methods_options_and_seeds():
     test, failures = "fit-options", []
     cases = {
