@@ -103,6 +103,11 @@ def load_data(source: str, split: str = "all", *, seed: int = 0):
     if split not in data.SPLITS:
         raise DataError(f"Expected split in {data.SPLITS}, but got {split!r}.")
     if source in data.datasets():
+        if data.datasets()[source].table is not None:
+            raise DataError(
+                f"Expected an array dataset for a ppgen model, but {source!r} is a table with named columns; "
+                "fit a Pyro program to it (its columns are the program's arguments)."
+            )
         x = data.load(source, split=split, seed=seed)
     else:
         path = Path(source)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ppgen.datafiles import synthetic as _toy
+from ppgen.datafiles import tables as _tables
 from ppgen.errors import DataError
 
 __all__ = [
@@ -162,6 +163,8 @@ class Dataset:
     #: Fixed, unshuffled splits as ``{"train": (start, stop), "val": ..., "test": ...}`` row ranges
     #: (the published protocol of a data set); ``test_fraction`` and ``seed`` do not apply.
     splits: dict[str, tuple[int, int]] | None = field(default=None, compare=False)
+    #: For tables with named (and text) columns: ``table() -> pandas.DataFrame``; ``load`` returns it.
+    table: Callable[[], Any] | None = field(default=None, compare=False)
 
 
 _REGISTRY: dict[str, Dataset] = {}
@@ -254,9 +257,15 @@ def load(
         return_labels: also return the integer labels (class or mixture component) of the
             same rows, as ``(x, labels)``; see :func:`load_labels`.
 
+    Tables with named columns (``"baseball"``, ``"rugged"``) come back as a ``pandas.DataFrame``
+    with the file's column names (the splits pick its rows); their columns are a program's
+    arguments, e.g. ``{"at_bats": t["At-Bats"].to_numpy(), "hits": t["Hits"].to_numpy()}``.
+
     Example:
         >>> load("faithful").shape
         torch.Size([272, 2])
+        >>> load("baseball")[["At-Bats", "Hits"]].shape
+        (18, 2)
         >>> x, y = load("digits", "train", return_labels=True)
         >>> x.shape[0] == y.shape[0]
         True
@@ -268,6 +277,10 @@ def load(
         raise DataError(f"Expected a floating dtype such as torch.float64, but got {dtype!r}.")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise DataError(f"Expected seed to be an integer, but got {seed!r}.")
+    if entry.table is not None:
+        table = entry.table()
+        rows = _select_entry(entry, np.arange(len(table)), split, test_fraction, seed)
+        return table.iloc[rows].reset_index(drop=True)
     x, labels = _rows(entry, n)
     x = torch.as_tensor(_select_entry(entry, x, split, test_fraction, seed), dtype=dtype)
     if not return_labels:
@@ -372,6 +385,33 @@ register(
         licence="public domain (R datasets)",
         description="272 eruptions: duration (min), waiting time to next eruption (min)",
         shape=(272, 2),
+    )
+)
+
+
+# --------------------------------------------------------------- small real tables
+register(
+    Dataset(
+        name="baseball",
+        loader=lambda: _tables.baseball().select_dtypes("number").to_numpy(np.float64),
+        table=_tables.baseball,
+        kind="table",
+        source=_tables.BASEBALL_SOURCE,
+        licence="published data (Efron & Morris 1975)",
+        description="18 players' hits in their first 45 at-bats of 1970 and the rest of the season",
+        shape=(18, 10),
+    )
+)
+register(
+    Dataset(
+        name="rugged",
+        loader=lambda: _tables.rugged().select_dtypes("number").to_numpy(np.float64),
+        table=_tables.rugged,
+        kind="table",
+        source=_tables.RUGGED_SOURCE,
+        licence="replication data of Nunn & Puga (2012), as distributed with Pyro's tutorial",
+        description="170 countries with GDP per capita in 2000: ruggedness, cont_africa, rgdppc_2000, ...",
+        shape=(170, 51),
     )
 )
 
