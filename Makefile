@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ppgen-installed
 
-.PHONY: test test-all tour bench lint format clean
+.PHONY: test test-all tour timings bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test-all: $(STAMP)
 
 tour: $(STAMP)
 	$(VENV)/bin/ppgen tour
+
+# Seconds of the tour (per chapter, fast and default) and of every tutorial's default run,
+# against their budgets; writes benchmarks/timings.json (add ARGS="--tour full" or "--test").
+timings: $(STAMP)
+	$(PY) benchmarks/timings.py $(ARGS)
 
 # NumPyro (the NUTS contender) is optional: the nuts benchmark reports Pyro only without it.
 bench: $(STAMP)

@@ -281,6 +281,8 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.fast:
         env["PPGEN_FAST"] = "1"
+    if args.full:
+        env["PPGEN_FULL"] = "1"
     print(f"running {chosen[0]}", flush=True)
     code = subprocess.call([sys.executable, str(chosen[0])], env=env)
     if code != 0:
@@ -291,7 +293,7 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
 def cmd_tour(args: argparse.Namespace) -> int:
     from ppgen.report import run_tour
 
-    run_tour(args.out, fast=args.fast, only=args.only or None, seed=args.seed)
+    run_tour(args.out, fast=args.fast, full=args.full, only=args.only or None, seed=args.seed)
     return 0
 
 
@@ -386,16 +388,21 @@ def build_parser() -> argparse.ArgumentParser:
         "tutorial", help="run tutorial script N", description="Run tutorials/NN_*.py as a script."
     )
     p.add_argument("number", type=int, help="tutorial number, e.g. 3 for tutorials/03_*.py")
-    p.add_argument("--fast", action="store_true", help="quick mode (PPGEN_FAST=1)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--fast", action="store_true", help="the seconds-long smoke run (PPGEN_FAST=1)")
+    mode.add_argument("--full", action="store_true", help="the long version (PPGEN_FULL=1)")
     p.add_argument("--dir", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_tutorial)
 
     p = sub.add_parser(
         "tour",
         help="run every chapter and write an HTML report",
-        description="Run the chapters on embedded data; write DIR/index.html and DIR/results.json.",
+        description="Run the chapters on embedded data; write DIR/index.html and DIR/results.json. "
+        "Default: every chapter, about 3 minutes on 2 cores (budget 5).",
     )
-    p.add_argument("--fast", action="store_true", help="quick run (about 2 minutes)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--fast", action="store_true", help="the smoke run (budget 2 minutes)")
+    mode.add_argument("--full", action="store_true", help="the long versions (budget 20 minutes)")
     p.add_argument("--only", nargs="+", action="extend", metavar="CHAPTER", help="run only these chapters")
     p.add_argument("--out", default="ppgen-report", help="output folder (default ppgen-report)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -26,7 +26,7 @@ def run(ctx: TourContext) -> None:
     x = ppgen.data.load("faithful")
     empirical = ppgen.fit(Empirical(), x, method="exact", seed=ctx.seed)
     kde = ppgen.fit(KDE("scott", covariance="full"), x, method="exact")
-    m = 500 if ctx.fast else 5000
+    m = ctx.pick(500, 5000, 5000)
     copies, fresh = empirical.sample(m, seed=ctx.seed), kde.sample(m, seed=ctx.seed)
     share = lambda s: float((s[:, None, :] == x[None]).all(-1).any(1).double().mean())  # noqa: E731
     ctx.number("empirical_share_copies", share(copies))

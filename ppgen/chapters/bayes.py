@@ -18,8 +18,8 @@ def run(ctx: TourContext) -> None:
     small = train[:12]
     f64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     prior = NormalInverseGamma(mu0=f64(70.0), kappa0=f64(0.1), alpha0=f64(2.0), beta0=f64(100.0))
-    steps = 600 if ctx.fast else 3000
-    draws = 200 if ctx.fast else 1000
+    steps = ctx.pick(600, 800, 3000)
+    draws = ctx.pick(200, 300, 1000)
     runs = [
         ("Gaussian", "exact", Gaussian(dim=1, covariance="diag"), {}),
         ("NIG", "exact", prior, {}),
@@ -47,7 +47,7 @@ def run(ctx: TourContext) -> None:
         "Old Faithful waiting times, only 12 of them, so the prior matters. The same Gaussian story is "
         "fitted by closed-form MLE, and — with a Normal-Inverse-Gamma prior — by the exact conjugate "
         "posterior, MAP, SVI (AutoNormal) and NUTS. The exact posterior is the reference the others "
-        "are judged against."
+        "are judged against (their densities are the second figure at the top of the report)."
     )
     table = ppgen.compare(fits, test, names=names)
     ctx.table(table, "MLE vs Bayes on 12 waiting times (held-out: 68 others)")
@@ -60,7 +60,12 @@ def run(ctx: TourContext) -> None:
     fig = posterior_vs_mle(fits[1:], labels=names[1:])
     for ax, name in zip(fig.axes, ("scale", "loc")):
         ax.axvline(float(fits[0].params[name]), color="black", lw=1.5, label="MLE")
-    ctx.figure(fig, "Posterior densities (exact, SVI, NUTS) with MAP and MLE marked")
+    ctx.figure(
+        fig,
+        "MLE vs Bayes on 12 Old Faithful waiting times: posterior densities (exact, SVI, NUTS) with MAP "
+        "and MLE marked",
+        overview=True,
+    )
     sizes = [3, 12, 48, len(train)]
     rows = []
     for n in sizes:

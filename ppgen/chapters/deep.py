@@ -33,8 +33,8 @@ def run(ctx: TourContext) -> None:
 def _digits(ctx: TourContext, plt) -> None:
     x_train = load("digits-binary", "train", dtype=torch.float32)
     x_test = load("digits-binary", "test", dtype=torch.float32)
-    steps = 300 if ctx.fast else 6000
-    k = 100 if ctx.fast else 1000
+    steps = ctx.pick(300, 1500, 6000)
+    k = ctx.pick(100, 500, 1000)
     rows, fits = [], {}
 
     def record(name, method, fit, kind, log_prob, note):
@@ -59,7 +59,7 @@ def _digits(ctx: TourContext, plt) -> None:
         )
 
     mixture = ppgen.fit(
-        BernoulliMixture(30 if not ctx.fast else 10, 64), x_train.double(), method="em", seed=0
+        BernoulliMixture(ctx.pick(10, 30, 30), 64), x_train.double(), method="em", seed=0, progress=False
     )
     record("BernoulliMixture", "em", mixture, "exact", lambda x: mixture.log_prob(x.double()), "EM")
     options = dict(num_steps=steps, batch_size=128, lr=1e-3, patience=20, seed=ctx.seed, progress=False)
@@ -106,7 +106,7 @@ def _names(ctx: TourContext) -> None:
     model = CharRNN(max_len=12, hidden=64)
     x = model.encode(first_names())
     train, test = ppgen.data.train_test_split(x, 0.2, seed=ctx.seed)
-    steps = 60 if ctx.fast else 1500
+    steps = ctx.pick(60, 400, 1500)
     fit = ppgen.fit(
         model, train, method="mle", num_steps=steps, batch_size=256, lr=5e-3, seed=ctx.seed, progress=False
     )
@@ -136,7 +136,7 @@ def _flow(ctx: TourContext, plt) -> None:
     mean, std = moons.mean(0), moons.std(0)
     moons, test = (moons - mean) / std, (test - mean) / std
     fit = ppgen.fit(
-        Flow(dim=2), moons, method="mle", num_steps=100 if ctx.fast else 1500, batch_size=256, lr=5e-3,
+        Flow(dim=2), moons, method="mle", num_steps=ctx.pick(100, 400, 1500), batch_size=256, lr=5e-3,
         seed=ctx.seed, progress=False,
     )  # fmt: skip
     flow = fit.model

@@ -43,14 +43,14 @@ def run(ctx: TourContext) -> None:
     exact = float(divergences.kl_gaussians([0.0], [[1.0]], [1.0], [[2.25]]))
     P = Gaussian(dim=1, loc=torch.tensor([0.0]), scale_tril=torch.tensor([[1.0]])).double()
     Q = Gaussian(dim=1, loc=torch.tensor([1.0]), scale_tril=torch.tensor([[1.5]])).double()
-    mc, se = divergences.monte_carlo("kl", P, Q, n=20_000 if ctx.fast else 200_000)
+    mc, se = divergences.monte_carlo("kl", P, Q, n=ctx.pick(20_000, 200_000, 200_000))
     ctx.number("kl_closed_form", exact)
     ctx.number("kl_monte_carlo", mc)
 
     grid = torch.linspace(-15, 15, 60_001, dtype=torch.float64)
     ratio = torch.exp(Pn.log_prob(grid) - Qn.log_prob(grid))
     rows = []
-    steps = 200 if ctx.fast else 800
+    steps = ctx.pick(200, 300, 800)
     for name in ["kl", "js", "hellinger", "total_variation"]:
         truth = float(torch.trapezoid(Qn.log_prob(grid).exp() * divergences.get(name).f(ratio), grid))
         est, err, _ = divergences.variational_estimate(
@@ -61,7 +61,7 @@ def run(ctx: TourContext) -> None:
             steps=steps,
             batch_size=1024,
             lr=0.05,
-            n_eval=20_000 if ctx.fast else 200_000,
+            n_eval=ctx.pick(20_000, 50_000, 200_000),
             seed=ctx.seed,
             progress=False,
         )
@@ -86,7 +86,7 @@ def run(ctx: TourContext) -> None:
     mu, sigma = float(x.mean()), float(x.std(unbiased=False))
     seek = Gaussian(dim=1, loc=torch.tensor([0.5]), scale_tril=torch.tensor([[1.0]]))
     opt = torch.optim.Adam(seek.parameters(), lr=5e-2)
-    for _ in range(300 if ctx.fast else 1500):
+    for _ in range(ctx.pick(300, 500, 1500)):
         opt.zero_grad()
         z = seek.rsample(256)
         (seek.log_prob(z) - target.log_prob(z.squeeze(-1))).mean().backward()

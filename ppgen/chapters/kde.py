@@ -72,8 +72,8 @@ def run(ctx: TourContext) -> None:
     axes[1].set_title("leave-one-out log-likelihood")
     ctx.figure(fig, "The 11-point sample: h = 0.15 is spiky, 0.60 smooth; LOO-CV picks the dashed h")
 
-    dims = (1, 2, 4, 8) if ctx.fast else (1, 2, 4, 8, 16)
-    n = 300 if ctx.fast else 2000
+    dims = ctx.pick((1, 2, 4, 8), (1, 2, 4, 8, 16), (1, 2, 4, 8, 16))
+    n = ctx.pick(300, 500, 2000)
     g = torch.Generator().manual_seed(ctx.seed)
     curse = []
     for d in dims:
