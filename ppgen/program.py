@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -376,14 +377,16 @@ class Program(GenerativeModel):
     def guide_draws(self, args: dict, num_samples: int) -> dict[str, torch.Tensor]:
         """Draws of the model's latent sites from the user's guide, ``{site: (S, ...)}``.
 
-        Per-unit sites are kept only while the draws stay small (at most 10⁶ numbers per site):
-        a VAE's codes for every image are not a posterior summary anyone reads."""
+        Per-unit sites (a VAE's codes) make a draw as large as the data: ``S`` then shrinks so that
+        the draws hold at most 10⁶ numbers (but never below 10 draws)."""
         from ppgen.predictive import guide_samples
 
+        wanted = {n for n, s in self.latent_sites.items() if not s["enumerated"]}
+        per_draw = sum(math.prod(s["shape"]) for n, s in self.latent_sites.items() if n in wanted)
+        num_samples = max(10, min(num_samples, 10**6 // max(per_draw, 1)))
         with torch.no_grad():
             draws = guide_samples(self, args, num_samples)
-        wanted = {n for n, s in self.latent_sites.items() if not s["enumerated"]}
-        return {k: v for k, v in draws.items() if k in wanted and v.numel() <= 10**6}
+        return {k: v for k, v in draws.items() if k in wanted}
 
     # --------------------------------------------------------------- sampling
     def rsample(self, n: int) -> torch.Tensor:

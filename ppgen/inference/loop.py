@@ -120,11 +120,14 @@ class Minibatches:
         self.n = x.shape[0]
         self.batch_size = None if batch_size is None or batch_size >= self.n else batch_size
         self.generator = torch.Generator().manual_seed(seed)
+        #: the rows of the last batch (None while batches are the whole data)
+        self.indices: torch.Tensor | None = None
 
     def next(self) -> tuple[torch.Tensor, dict, float]:
         if self.batch_size is None:
             return self.x, self.covariates, self.weight
         idx = torch.randperm(self.n, generator=self.generator)[: self.batch_size].to(self.x.device)
+        self.indices = idx
         cov = _rows(self.covariates, idx, self.n)
         return self.x[idx], cov, self.n / self.batch_size * self.weight
 

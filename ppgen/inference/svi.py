@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pyro
 import pyro.infer.autoguide as autoguides
 import torch
 from pyro import poutine
@@ -189,6 +190,8 @@ class SVI:
             "iwae": lambda: RenyiELBO(alpha=0.0, num_particles=options.get("num_particles", 8)),
         }[loss_name]()
 
+        batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
+        _check_minibatch(model, covariates, batches)
         auto = None
         if callable(guide_name):
             guide = guide_name
@@ -218,6 +221,15 @@ class SVI:
             }
             if "init_scale" in options:
                 kwargs["init_scale"] = options["init_scale"]
+            if cls is not autoguides.AutoMultivariateNormal:
+                # Per-unit latents under minibatches: the guide's plate subsamples the batch's rows
+                kwargs["create_plates"] = lambda *a, **k: _batch_plate(auto, model.unit_plate, batches)
+            elif config.batch_size is not None and _local_latents(model, blocked, x, covariates):
+                raise OptionError(
+                    "Expected guide='normal' or 'delta' for batch_size= with per-unit latents "
+                    f"({_local_latents(model, blocked, x, covariates)}): a joint Gaussian over them cannot "
+                    "follow a minibatch; use guide='normal', or full batches."
+                )
             auto = cls(blocked, **kwargs)
             auto = auto.to(x.dtype)
 
@@ -232,8 +244,6 @@ class SVI:
                 f"guide in {GUIDES[1:]}), but this fit has none; set the model's parameters instead "
                 "(e.g. GaussianMixture.initialize)."
             )
-        batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
-        _check_minibatch(model, covariates, batches)
         n = x.shape[0]
         if auto is not None:
             try:
@@ -259,6 +269,7 @@ class SVI:
 
         start = time.perf_counter()
         history, converged = train(loss_fn, params, config, desc=self.name, batches=batches)
+        batches.indices = None  # the fitted guide describes every unit again
         elapsed = time.perf_counter() - start
         fit = Fit(
             model=model,
@@ -300,6 +311,27 @@ class MAP(SVI):
 def _plate_nesting(model: GenerativeModel, options: dict) -> int:
     """``max_plate_nesting`` for TraceEnum: the option, else what the program's trace showed (at least 1)."""
     return options.get("max_plate_nesting", max(1, getattr(model, "max_plate_nesting", 1)))
+
+
+def _batch_plate(auto, plate: str | None, batches: Minibatches) -> list:
+    """The units' plate of an autoguide, subsampled to the rows of the current minibatch.
+
+    The model sees the batch's rows as its whole plate (the arguments are sliced); the guide keeps a
+    parameter per unit of the full data and picks the batch's (Pyro's ``PyroParam`` subsampling)."""
+    frame = auto._prototype_frames.get(plate) if plate is not None else None
+    if frame is None or batches.indices is None:
+        return []
+    return [pyro.plate(plate, batches.n, dim=frame.dim, subsample=batches.indices)]
+
+
+def _local_latents(model: GenerativeModel, blocked, x: torch.Tensor, covariates: dict) -> list[str]:
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(blocked).get_trace(x, **covariates)
+    return sorted(
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and in_data_plate(site, model.unit_plate)
+    )
 
 
 def _check_minibatch(model: GenerativeModel, covariates: dict, batches: Minibatches) -> None:

@@ -220,7 +220,8 @@ def test_bad_inputs_give_clear_errors():
     def story(x=None):
         return ppgen.core.pyro.sample("x", ppgen.core.dist.Normal(0.0, 1.0), obs=x)
 
-    with pytest.raises(MethodError, match="rsample"):
+    # A story with nothing to train: the generator needs parameters (pyro.module / pyro.param).
+    with pytest.raises(MethodError, match="parameters"):
         ppgen.fit(story, x[:, 0], method="adversarial")
 
 

@@ -1,0 +1,351 @@
+"""Users' Pyro programs, unmodified, through ``ppgen.fit`` — checked against Pyro run directly.
+
+The programs live in ``tests/programs.py`` in the styles of Pyro's examples and tutorials. References:
+Pyro's own ``MCMC``/``SVI`` on the same program and seed, closed forms (a conjugate normal mean, least
+squares), and hand loops over units. Tolerances are stated where they are used.
+"""
+
+import math
+import warnings
+
+import arviz as az
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO, TraceEnum_ELBO
+
+import ppgen
+from ppgen.program import Program
+from tests import programs
+from tests.common import assert_close
+
+BASEBALL = ppgen.data.load("baseball")
+
+
+def _players(at_bats="At-Bats", hits="Hits", dtype=torch.float64):
+    return {
+        "at_bats": torch.tensor(BASEBALL[at_bats].to_numpy(), dtype=dtype),
+        "hits": torch.tensor(BASEBALL[hits].to_numpy(), dtype=dtype),
+    }
+
+
+@pytest.fixture(scope="module")
+def baseball_nuts():
+    data = _players()
+    fit = ppgen.fit(
+        programs.logit_pooling, data, method="mcmc", num_samples=200, warmup_steps=200, seed=1, progress=False
+    )
+    return fit, data
+
+
+def _pyro_nuts(model, *args, num_samples=200, warmup_steps=200, seed=0) -> dict:
+    """Pyro's own MCMC(NUTS) with ppgen's kernel settings (JIT on), quietly."""
+    pyro.set_rng_seed(seed)
+    kernel = NUTS(model, jit_compile=True, ignore_jit_warnings=True)
+    mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, disable_progbar=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notice
+        mcmc.run(*args)
+    return mcmc.get_samples()
+
+
+def _within_mcse(ours: np.ndarray, theirs: np.ndarray, k: float = 3.0) -> None:
+    """Two posterior means agree within k Monte Carlo standard errors of their difference (per element)."""
+
+    def mcse(draws):
+        flat = draws.reshape(draws.shape[0], -1)
+        return np.array([az.mcse(flat[:, j][None], method="mean") for j in range(flat.shape[1])])
+
+    gap = np.abs(ours.mean(0) - theirs.mean(0)).reshape(-1)
+    bound = k * np.sqrt(mcse(ours) ** 2 + mcse(theirs) ** 2)
+    assert np.all(gap <= bound), (gap, bound)
+
+
+def test_baseball_example_by_nuts_matches_pyro_mcmc(baseball_nuts):
+    # Reference: pyro.infer.MCMC(NUTS) on the same program, arguments and seed; means within 3 MCSE.
+    fit, data = baseball_nuts
+    theirs = _pyro_nuts(programs.logit_pooling, data["at_bats"], data["hits"], seed=1)
+    for site in ("loc", "scale", "alpha"):
+        _within_mcse(fit.draws[site].numpy(), theirs[site].numpy())
+    rows = fit.summary()["parameter"].tolist()
+    assert rows[:3] == ["loc", "scale", "alpha[0]"] and len(rows) == 2 + 18  # Pyro's own site names
+
+
+def test_pointwise_log_likelihood_is_per_player_and_equals_a_hand_loop(baseball_nuts):
+    # Reference: Binomial(at_bats_i, logits=alpha_si).log_prob(hits_i) draw by draw, player by player (1e-10).
+    fit, data = baseball_nuts
+    alpha = fit.draws["alpha"]
+    hand = torch.stack(
+        [
+            torch.stack(
+                [dist.Binomial(data["at_bats"][i], logits=a[i]).log_prob(data["hits"][i]) for i in range(18)]
+            )
+            for a in alpha
+        ]
+    )
+    group = fit.posterior.log_likelihood
+    assert list(group.data_vars) == ["obs"]  # one observed site: no separate total
+    assert_close(torch.as_tensor(group["obs"].values[0]), hand, atol=1e-10)
+    with warnings.catch_warnings():  # 45 at-bats per player: some Pareto k > 0.7 is the data, not a bug
+        warnings.filterwarnings("ignore", "Estimated shape parameter of Pareto")
+        loo = az.loo(fit.posterior, pointwise=True)  # LOO per player works
+    assert loo.n_data_points == 18
+    # Held-out: the same 18 players' season reuses each player's alpha (log-mean-exp over draws).
+    season = _players("SeasonAt-Bats", "SeasonHits")
+    per_player = dist.Binomial(season["at_bats"], logits=alpha).log_prob(season["hits"])  # (S, 18)
+    expected = (torch.logsumexp(per_player, 0) - math.log(alpha.shape[0])).mean()
+    assert fit.score(season) == pytest.approx(float(expected), abs=1e-10)
+
+
+def test_new_units_draw_their_locals_from_the_prior(baseball_nuts):
+    # Five new players are not the 18 the alphas describe: their alphas come from N(loc, scale) given each
+    # draw's globals, so the fitted alphas must not matter (replacing them changes nothing).
+    fit, _ = baseball_nuts
+    new = {
+        "at_bats": torch.full((5,), 40.0, dtype=torch.float64),
+        "hits": torch.tensor([8.0, 10, 12, 9, 11]).double(),
+    }
+    pyro.set_rng_seed(3)
+    before = fit.score(new)
+    fit.draws = {**fit.draws, "alpha": torch.full_like(fit.draws["alpha"], 5.0)}
+    pyro.set_rng_seed(3)
+    assert fit.score(new) == before
+    assert math.isfinite(before)
+
+
+def test_hidden_switch_with_its_own_guide_matches_pyro_svi():
+    # Reference: pyro.infer.SVI(TraceEnum_ELBO) with pyro.optim.Adam(lr 0.02), 1500 steps, on the same
+    # program, guide and data. The two runs draw different Monte Carlo noise and their final iterates
+    # wander by SGD noise, so the guides' means of p_A, p_B, p_C must agree within one posterior sd of
+    # the guide (0.02-0.06 here; B is hidden, so p_B and p_C are weakly identified). Measured gap: <= 0.033.
+    data = programs.hidden_switch_data(400)
+    fit = ppgen.fit(
+        programs.hidden_switch,
+        data,
+        method="svi",
+        guide=programs.hidden_switch_guide,
+        num_steps=1500,
+        lr=0.02,
+        patience=10**6,
+        seed=0,
+    )
+    assert not pyro.get_param_store().keys(), "a fit never writes Pyro's global param store"
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    svi = SVI(
+        programs.hidden_switch,
+        programs.hidden_switch_guide,
+        pyro.optim.Adam({"lr": 0.02}),
+        loss=TraceEnum_ELBO(max_plate_nesting=1),
+    )
+    for _ in range(1500):
+        svi.step(**data)
+    store = pyro.get_param_store()
+
+    def beta_pairs(a, b, c):  # (alpha, beta) of p_A, p_B[0..1], p_C[0..1]
+        return torch.cat([a[None], b, c])
+
+    ours, theirs = (
+        beta_pairs(*(fit.params[k] for k in "abc")),
+        beta_pairs(*(store[k].detach() for k in "abc")),
+    )
+    mean = ours[:, 0] / ours.sum(1)
+    sd = (ours.prod(1) / (ours.sum(1) ** 2 * (ours.sum(1) + 1))).sqrt()
+    gap = (mean - theirs[:, 0] / theirs.sum(1)).abs()
+    assert (gap <= sd).all(), (gap, sd)  # two runs' final guides agree within one posterior sd
+    assert fit.model.observed_sites == ("A", "C") and fit.model.unit_plate == "data_plate"
+    assert set(fit.posterior.log_likelihood.data_vars) == {"A", "C", "total"}
+    assert set(fit.draws) == {"p_A", "p_B", "p_C"}  # the guide's posterior, B summed out
+
+
+def test_hidden_switch_pointwise_sums_out_the_hidden_site():
+    # Reference: brute-force enumeration of B per unit: log p(A_i) + log sum_b p(b | A_i) p(C_i | b), 1e-10.
+    torch.set_default_dtype(torch.float64)
+    data = programs.hidden_switch_data(30, seed=2)
+    program = Program(programs.hidden_switch)
+    program.bind(data)
+    draws = {
+        "p_A": torch.tensor([0.3, 0.6]),
+        "p_B": torch.tensor([[0.2, 0.7], [0.5, 0.9]]),
+        "p_C": torch.tensor([[0.1, 0.8], [0.4, 0.6]]),
+    }
+    from ppgen.predictive import site_log_likelihood
+
+    per_site, total = site_log_likelihood(program, data, draws)
+    a, c = data["obs"]["A"], data["obs"]["C"]
+    for s in range(2):
+        p_a, p_b, p_c = draws["p_A"][s], draws["p_B"][s], draws["p_C"][s]
+        log_a = dist.Bernoulli(p_a).log_prob(a)
+        joint = torch.stack(
+            [
+                dist.Bernoulli(p_b[a.long()]).log_prob(torch.full_like(a, b))
+                + dist.Bernoulli(p_c[b]).log_prob(c)
+                for b in (0, 1)
+            ]
+        ).logsumexp(0)
+        assert_close(per_site["A"][s], log_a, atol=1e-10)
+        assert_close(per_site["C"][s], joint, atol=1e-10)
+        assert_close(total[s], log_a + joint, atol=1e-10)
+
+
+def test_conditioned_generative_program_matches_pyro_mcmc():
+    # Reference: MCMC(NUTS) on poutine.condition(schools, {"obs": y}); same seed; means within 3 MCSE.
+    y, sigma = programs.SCHOOL_EFFECTS, programs.SCHOOL_SIGMA
+    fit = ppgen.fit(
+        programs.schools,
+        {"sigma": sigma},
+        observed={"obs": y},
+        method="mcmc",
+        num_samples=200,
+        warmup_steps=200,
+        seed=2,
+        progress=False,
+    )
+    theirs = _pyro_nuts(poutine.condition(programs.schools, data={"obs": y}), sigma, seed=2)
+    for site in ("mu", "tau", "eta"):
+        _within_mcse(fit.draws[site].numpy(), theirs[site].numpy())
+    assert fit.model.unit_plate == "school" and fit.posterior.log_likelihood["obs"].shape == (1, 200, 8)
+    assert math.isfinite(fit.score({"sigma": sigma}, observed={"obs": y}))
+    with pytest.raises(ppgen.DataError, match="observed"):
+        fit.score({"sigma": sigma})  # the fit was conditioned from outside: scoring needs the values too
+
+
+def test_pyro_module_regression_against_least_squares(float64_default):
+    # Reference: ordinary least squares. With 200 rows, noise sd 0.3 and N(0, 1) / N(0, 10) priors the
+    # posterior mean sits within 0.01 of OLS (prior shrinkage ~ 0.3^2 / 200 per unit of weight) and its
+    # sd near OLS's standard error; NUTS within 3 of those se, AutoNormal within 0.02.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 3, generator=generator)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.7 + 0.3 * torch.randn(200, generator=generator)
+    design = torch.cat([x, torch.ones(200, 1)], 1)
+    ols = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.squeeze(1)
+    residual = y - design @ ols
+    se = (residual.pow(2).sum() / (200 - 4) * torch.linalg.inv(design.T @ design).diagonal()).sqrt()
+    model = programs.LinearRegression(3, 1).double()
+    nuts = ppgen.fit(
+        model, {"x": x, "y": y}, method="mcmc", num_samples=200, warmup_steps=200, seed=0, progress=False
+    )
+    svi = ppgen.fit(model, {"x": x, "y": y}, method="svi", num_steps=3000, lr=0.02, seed=0, progress=False)
+    for fit, tol in ((nuts, 3 * se), (svi, torch.full((4,), 0.02))):
+        weight = fit.params["linear.weight"].reshape(-1)
+        bias = fit.params["linear.bias"].reshape(-1)
+        assert_close(torch.cat([weight, bias]), ols, atol=float(tol.max()))
+    assert "linear.weight[0, 0]" in nuts.summary()["parameter"].tolist()
+    assert math.isfinite(nuts.score({"x": x[:20], "y": y[:20]}))
+    assert nuts.sample(4).shape == (4, 200)  # replicate data sets of the training x
+
+
+def test_vae_tutorial_style_pyro_module_program(tmp_path):
+    # The pyro.module VAE: parameters carry Pyro's names (readable), the user's networks are never
+    # trained in place, two fits are independent, save/load is exact, and ppgen's objective is Pyro's
+    # Trace_ELBO on the same program with the same parameters and seed (1e-6 relative).
+    x = ppgen.data.load("digits-binary")[:200].float()
+    vae = programs.BinaryVAE()
+    untouched = {k: v.clone() for k, v in vae.state_dict().items()}
+    first = ppgen.fit(vae.model, x, method="svi", guide=vae.guide, num_steps=150, seed=0, progress=False)
+    assert {"decoder.hidden.weight", "encoder.loc.bias"} <= set(first.params)
+    assert all(torch.equal(v, vae.state_dict()[k]) for k, v in untouched.items())
+    assert first.history[-1] < first.history[0]
+    kept = first.model.point_estimates()
+    second = ppgen.fit(vae.model, x, method="svi", guide=vae.guide, num_steps=50, seed=1, progress=False)
+    assert all(torch.equal(kept[k], first.model.point_estimates()[k]) for k in kept)
+    assert not torch.equal(second.params["decoder.out.weight"], first.params["decoder.out.weight"])
+    path = first.save(tmp_path / "vae.pt")
+    again = ppgen.load(path)
+    assert all(torch.equal(kept[k], v) for k, v in again.model.point_estimates().items())
+    pyro.set_rng_seed(5)
+    a = first.score(x[:50])
+    pyro.set_rng_seed(5)
+    assert again.score(x[:50]) == a and math.isfinite(a)
+    # Pyro's ELBO on a VAE whose networks hold the fit's weights, same seed and data.
+    reference = programs.BinaryVAE()
+    with torch.no_grad():
+        for name, value in kept.items():
+            module, _, path_in = name.partition(".")
+            dict(getattr(reference, module).named_parameters())[path_in].copy_(value)
+    units, args = first.model.bind(x)
+    pyro.set_rng_seed(7)
+    ours = Trace_ELBO().differentiable_loss(first.model.model, first.model.guide, units, **args)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(7)
+    theirs = Trace_ELBO().differentiable_loss(reference.model, reference.guide, x)
+    assert float(ours.detach()) == pytest.approx(float(theirs.detach()), rel=1e-6)
+
+
+def test_hand_written_guide_reaches_the_conjugate_posterior():
+    # Reference: the closed-form posterior of a normal mean with known scale 1 and prior N(0, 10^2):
+    # precision 1/100 + n, mean sum(x) / (1/100 + n), sd 0.141. Tolerance 0.035 (a quarter of that sd):
+    # single-draw SVI with the annealed rate below ends within 0.023 of it over seeds 0-3 (measured).
+    x = torch.randn(50) * 1.0 + 2.5
+    precision = 1 / 100 + 50
+    fit = ppgen.fit(
+        programs.normal_mean,
+        {"x": x},
+        method="svi",
+        guide=programs.normal_mean_guide,
+        num_steps=3000,
+        lr=0.05,
+        lr_decay=0.05,
+        patience=10**6,
+        seed=0,
+        progress=False,
+    )
+    assert fit.params["q_loc"] == pytest.approx(float(x.sum() / precision), abs=0.035)
+    assert fit.params["q_scale"] == pytest.approx(precision**-0.5, abs=0.035)
+    assert fit.posterior is not None and "mu" in fit.posterior.posterior
+    # The user's guide is not left in Pyro's global store, and a second fit starts from its own init.
+    assert "q_loc" not in pyro.get_param_store()
+
+
+def test_minibatches_of_a_program_are_unbiased_and_count_priors_once():
+    # Reference: the full-data log joint. Over a partition into equal batches, the mean of the scaled batch
+    # log joints (per-unit terms times N/B, the prior once) equals it exactly (float64, 1e-10).
+    from ppgen.inference.loop import Minibatches
+
+    torch.set_default_dtype(torch.float64)
+    data = _players()
+    program = Program(programs.logit_pooling)
+    units, args = program.bind(data)
+    values = {"loc": torch.tensor(-1.1), "scale": torch.tensor(0.3), "alpha": torch.linspace(-1.5, -0.5, 18)}
+
+    def log_joint(arguments, scale=1.0, rows=None):
+        fixed = dict(values, alpha=values["alpha"] if rows is None else values["alpha"][rows])
+        with Minibatches(units, {}, None, 0).scaled(scale, program.unit_plate):
+            trace = poutine.trace(poutine.condition(program.model, fixed)).get_trace(None, **arguments)
+        return trace.log_prob_sum()
+
+    full = log_joint(args)
+    order = torch.randperm(18)
+    batches = [order[i : i + 6] for i in (0, 6, 12)]
+    scaled = [log_joint({k: v[rows] for k, v in args.items()}, 18 / 6, rows) for rows in batches]
+    assert float(sum(scaled) / 3) == pytest.approx(float(full), abs=1e-10)
+    # SVI on batches of 6 players: the autoguide keeps one alpha per player and steps the batch's.
+    fit = ppgen.fit(programs.logit_pooling, data, method="svi", batch_size=6, num_steps=300, seed=0)
+    assert math.isfinite(fit.history[-1])
+    assert fit.draws["alpha"].shape[1:] == (18,)
+    with pytest.raises(ppgen.errors.OptionError, match="guide='normal'"):
+        ppgen.fit(programs.logit_pooling, data, method="svi", guide="mvn", batch_size=6, num_steps=2, seed=0)
+
+
+def test_a_story_without_n_samples_with_its_training_size():
+    fit = ppgen.fit(programs.gaussian_story, torch.randn(40) * 2 + 1, method="mle", num_steps=300, seed=0)
+    draws = fit.sample(10)
+    assert draws.shape == (10, 40)
+    assert set(fit.params) == {"loc", "scale"}
+
+
+def test_program_written_generator_trains_adversarially():
+    # Samples move from N(0, I)-ish toward data centred at (3, 3): the mean distance falls by half.
+    x = torch.randn(600, 2) * 0.3 + 3.0
+    before = Program(programs.plane_generator)
+    before.bind(x)
+    start = float((before.rsample(500).detach().mean(0) - 3.0).norm())
+    fit = ppgen.fit(programs.plane_generator, x, method="adversarial", steps=400, seed=0, progress=False)
+    end = float((fit.sample(500).mean(0) - 3.0).norm())
+    assert end < start / 2, (start, end)
+    assert sum(p.numel() for p in programs.PLANE_NET.parameters()) == sum(
+        v.numel() for v in fit.params.values()
+    )
