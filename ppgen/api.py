@@ -12,6 +12,7 @@ import pyro
 import torch
 
 from ppgen.core import as_model, global_latent_sites
+from ppgen.criteria import information_criteria
 from ppgen.data import as_data
 from ppgen.errors import DataError, MethodError, OptionError, PpgenError
 from ppgen.inference import BACKENDS
@@ -25,16 +26,16 @@ def methods() -> list[str]:
     return list(BACKENDS)
 
 
-def applicable_methods(model: Any, data: Any = None) -> list[str]:
+def applicable_methods(model: Any, data: Any = None, *, observed: dict | None = None) -> list[str]:
     """The methods whose requirements ``model`` meets (capabilities, priors).
 
-    A Pyro program shows what it is only when run: give ``data`` (its arguments) to know its
-    latent and observed sites; without them the answer assumes a program with neither.
+    A Pyro program shows what it is only when run: give ``data`` (its arguments, and ``observed=``
+    as for :func:`fit`) to know its latent and observed sites; without them the answer assumes a
+    program with neither.
     """
-    model = as_model(model)
+    model = _as_fit_model(model, observed, {}) if data is not None else as_model(model)
     if data is not None and callable(getattr(model, "bind", None)) and model.structure is None:
-        model = copy.deepcopy(model)
-        model.bind(data)
+        model.bind(data, observed=observed)
     found = []
     for name, backend in BACKENDS.items():
         try:
@@ -274,13 +275,13 @@ def compare(
         if not isinstance(result, Fit):
             raise OptionError(f"Expected Fit objects, but item {i} is {type(result).__name__}.")
         row: dict[str, Any] = {
-            "model": names[i] if names else type(result.model).__name__,
+            "model": names[i] if names else getattr(result.model, "name", type(result.model).__name__),
             "method": result.method,
         }
         row["train_loglik"] = _safe_score(result, result.data)
         if x_test is not None:
             row["test_loglik"] = _safe_score(result, x_test)
-        row.update(_information_criteria(result))
+        row.update(information_criteria(result))
         row["params"] = _param_text(result)
         row["seconds"] = round(result.elapsed, 3)
         rows.append(row)
@@ -294,33 +295,6 @@ def _safe_score(result: Fit, x) -> float:
         return result.score(x, **result.covariates) if not isinstance(x, dict) else result.score(x)
     except PpgenError:
         return math.nan
-
-
-def _information_criteria(result: Fit) -> dict[str, float]:
-    """ELPD by PSIS-LOO with its Pareto ``k`` diagnostics, and WAIC; NaN without pointwise log-likelihoods."""
-    posterior = result.posterior
-    if posterior is None or "log_likelihood" not in posterior.groups():
-        names = ("elpd_loo", "loo_pareto_k_max", "loo_pareto_k_bad", "elpd_waic")
-        return dict.fromkeys(names, math.nan)
-    import warnings
-
-    import arviz as az
-    import numpy as np
-
-    with warnings.catch_warnings():
-        # ArviZ warns on high Pareto k (and WAIC's variance check); the table reports k instead.
-        warnings.simplefilter("ignore")
-        loo = az.loo(posterior, pointwise=True)
-        waic = az.waic(posterior)
-    # k > 0.7: that point's LOO estimate is unreliable (Vehtari et al. 2017, https://arxiv.org/abs/1507.04544;
-    # ArviZ's own threshold is min(0.7, 1 - 1/log10(draws))).
-    k = np.asarray(loo["pareto_k"], dtype=float)
-    return {
-        "elpd_loo": float(loo["elpd_loo"]),
-        "loo_pareto_k_max": float(np.nanmax(k)) if np.isfinite(k).any() else math.nan,
-        "loo_pareto_k_bad": int((k > 0.7).sum()),
-        "elpd_waic": float(waic["elpd_waic"]),
-    }
 
 
 def _param_text(result: Fit, most: int = 4) -> str:

@@ -207,8 +207,13 @@ class Program(GenerativeModel):
             ) from None
         return {key: sites.argument(key, value, dtype) for key, value in data.items()}
 
+    @property
+    def name(self) -> str:
+        """The program's own name (its function's, or its module's class name)."""
+        return getattr(self.fn, "__name__", type(self.fn).__name__)
+
     def _describe(self) -> str:
-        return f"{getattr(self.fn, '__name__', type(self.fn).__name__)}{self.signature}"
+        return f"{self.name}{self.signature}"
 
     def _trace(self, args: dict) -> poutine.Trace:
         try:
@@ -219,7 +224,7 @@ class Program(GenerativeModel):
         except DataError:
             raise
         except Exception as err:  # noqa: BLE001 - any failure of the user's code is reported, named
-            detail = " ".join(str(err).split())[:300]
+            detail = " ".join(str(err).split("Trace Shapes:")[0].split())[:300]  # Pyro appends its shapes
             raise DataError(
                 f"Expected the program {self._describe()} to run on the given arguments, but it raised "
                 f"{type(err).__name__}: {detail}"

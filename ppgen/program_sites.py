@@ -84,6 +84,11 @@ def structure(trace: poutine.Trace, plate_choice: str | None, conditioned: tuple
 def _check_observed_shape(name: str, site: dict) -> None:
     fn, value = site["fn"], site["value"]
     shape = tuple(fn.batch_shape + fn.event_shape)
+    if not isinstance(value, torch.Tensor):
+        raise DataError(
+            f"Expected observed values at site {name!r} as numbers (a tensor or array of shape {shape}), "
+            f"but got {type(value).__name__}; check the data bound to the argument that site observes."
+        )
     try:
         broadcast = torch.broadcast_shapes(shape, tuple(value.shape))
     except RuntimeError:

@@ -125,6 +125,18 @@ class Fit:
             out = torch.cat(chunks)
             return out[torch.randperm(out.shape[0])]
 
+    def loo(self, pointwise: bool = True):
+        """PSIS-LOO over the units (``az.loo``; a program's several observed sites count as one unit)."""
+        from ppgen.criteria import loo
+
+        return loo(self, pointwise)
+
+    def waic(self, pointwise: bool = True):
+        """WAIC over the units (``az.waic``), as :meth:`loo`."""
+        from ppgen.criteria import waic
+
+        return waic(self, pointwise)
+
     def summary(self) -> pd.DataFrame:
         """One row per scalar parameter: estimate, sd and the 94% HDI (3%–97%) when Bayesian."""
         rows = []
