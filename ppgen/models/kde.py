@@ -257,7 +257,10 @@ class KDE(GenerativeModel):
                 )
             return torch.diag(var.sqrt()), 1.0
         chol, info = torch.linalg.cholesky_ex(cov)
-        if info != 0:
+        # Round-off can let Cholesky pass on an exactly singular covariance (collinear columns):
+        # a pivot below d·eps of the largest variance is zero at this precision.
+        tiny = chol.diagonal().square().min() <= d * torch.finfo(cov.dtype).eps * cov.diagonal().max()
+        if info != 0 or tiny:
             raise DataError(
                 f"Expected a non-singular data covariance for covariance='full', but got a singular one "
                 f"(n={n}, d={d}); use covariance='diag' or 'identity'."
