@@ -253,7 +253,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         x = program_data(fits[0].model.fn, args.data, args.split or "all")
     else:
         x = load_data(args.data, args.split or "test")
-    names = [f"{Path(p).stem}:{type(f.model).__name__}" for p, f in zip(args.fits, fits)]
+    names = [
+        f"{Path(p).stem}:{getattr(f.model, 'name', type(f.model).__name__)}" for p, f in zip(args.fits, fits)
+    ]
     table = ppgen.compare(fits, x, names=names)
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_colwidth", 60):
         print(table.to_string(index=False))
