@@ -113,14 +113,17 @@ def is_frame(data: Any) -> bool:
 
 
 def argument(key: str, value: Any, dtype: torch.dtype | None) -> Any:
-    """Tensors and arrays become validated tensors; everything else passes through untouched."""
+    """Tensors, arrays and pandas columns become validated tensors; anything else passes through."""
+    if type(value).__name__ == "Series" and hasattr(value, "to_numpy"):
+        value = value.to_numpy()
     if isinstance(value, torch.Tensor) or (isinstance(value, np.ndarray) and value.dtype != object):
         if not (
             value.is_floating_point()
             if isinstance(value, torch.Tensor)
             else np.issubdtype(value.dtype, np.floating)
         ):
-            return torch.as_tensor(value)  # integer and boolean data keep their dtype
+            # integer and boolean data keep their dtype (a copy: pandas' arrays may be read-only)
+            return value if isinstance(value, torch.Tensor) else torch.tensor(value)
         if isinstance(value, np.ndarray) and dtype is None:
             dtype = torch.float64 if value.dtype == np.float64 else torch.get_default_dtype()
         return as_tensor(

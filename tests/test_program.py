@@ -161,6 +161,29 @@ def test_hidden_switch_with_its_own_guide_matches_pyro_svi():
     assert set(fit.draws) == {"p_A", "p_B", "p_C"}  # the guide's posterior, B summed out
 
 
+def test_hidden_switch_by_nuts_sums_out_the_hidden_site_like_pyro():
+    # Reference: Pyro's MCMC(NUTS) on the same enumerated program (B summed out in both), posterior means
+    # within 3 MCSE. LOO runs over the 60 units on the two observed sites' sum ('total').
+    data = programs.hidden_switch_data(60, seed=1)
+    fit = ppgen.fit(
+        programs.hidden_switch, data, method="mcmc", num_samples=200, warmup_steps=200, seed=0, progress=False
+    )
+    pyro.set_rng_seed(0)
+    kernel = NUTS(programs.hidden_switch, max_plate_nesting=1, jit_compile=True, ignore_jit_warnings=True)
+    mcmc = MCMC(kernel, num_samples=200, warmup_steps=200, disable_progbar=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mcmc.run(**data)
+    theirs = mcmc.get_samples()
+    for site in ("p_A", "p_B", "p_C"):
+        _within_mcse(fit.draws[site].numpy(), theirs[site].numpy())
+    loo = fit.loo()
+    assert loo.n_data_points == 60
+    # the 'total' variable is the sum of the sites, so LOO on it is LOO on whole units
+    group = fit.posterior.log_likelihood
+    np.testing.assert_allclose(group["total"].values, group["A"].values + group["C"].values, atol=1e-12)
+
+
 def test_hidden_switch_pointwise_sums_out_the_hidden_site():
     # Reference: brute-force enumeration of B per unit: log p(A_i) + log sum_b p(b | A_i) p(C_i | b), 1e-10.
     torch.set_default_dtype(torch.float64)

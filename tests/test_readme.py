@@ -15,7 +15,7 @@ def _block(marker: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("marker", ["readme-tour", "readme-story"])
+@pytest.mark.parametrize("marker", ["readme-tour", "readme-program"])
 def test_readme_block_runs(marker, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
