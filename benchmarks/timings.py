@@ -7,11 +7,13 @@ Budgets (2-core machine, nothing else running): tour ``--fast`` 2 min, default 5
 records and reports, it fails nothing. It writes ``benchmarks/timings.json`` (merged with the
 last run, so a partial rerun keeps the rest) and prints one table; the tour's per-chapter
 seconds come from its own ``results.json``, a tutorial's from its last line ("tutorial NN ran
-in S s"). The 1-minute load average is recorded beside each number: on a shared machine the
-wall time is not the program's alone.
+in S s"; all it printed goes to ``benchmarks/out/tutorials/NN_*.txt``). The 1-minute load
+average is recorded beside each number: on a shared machine the wall time is not the
+program's alone.
 
 Run: ``python benchmarks/timings.py`` (or ``make timings``); ``--tour default``,
-``--tutorials 09 10``, ``--test``, ``--report-only`` (print the last file, run nothing).
+``--tutorials 09 10`` (``--tutorials`` alone: all of them), ``--test``, ``--report-only``
+(print the last file, run nothing).
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ def time_tutorial(script: Path, timeout: float) -> dict:
                 "ok" if done.returncode == 0 else f"failed (exit {done.returncode}): {done.stderr[-300:]}"
             )
             said = re.findall(r"ran in (\d+) s", done.stdout)
+            log = HERE / "out" / "tutorials" / f"{script.stem}.txt"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(done.stdout + done.stderr)  # what it printed, to read the numbers beside the time
         except subprocess.TimeoutExpired:
             status, said = f"timeout after {timeout:.0f} s", []
     return {
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         everything = args.tour is None and args.tutorials is None and not args.test
         modes = args.tour if args.tour is not None else (["fast", "default"] if everything else [])
-        wanted = args.tutorials if args.tutorials is not None else ([] if not everything else None)
+        wanted = args.tutorials or (None if everything or args.tutorials == [] else [])
         scripts = [s for s in TUTORIALS if wanted is None or s.name[:2] in wanted]
         for mode in modes:
             print(f"[timings] ppgen tour ({mode}) ...", flush=True)
