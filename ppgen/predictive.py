@@ -207,7 +207,9 @@ def _replicates(program, args: dict, draws: dict, n: int) -> dict[str, torch.Ten
             .nodes.items()
             if s in program.observed_sites
         }
-    model = poutine.uncondition(poutine.condition(program.model, data=_reshaped(program, draws, n)))
+    # uncondition innermost: it frees the observed sites, then the draws condition the latents (the
+    # other order would free the draws too and sample the prior)
+    model = poutine.condition(poutine.uncondition(program.model), data=_reshaped(program, draws, n))
     try:
         with _draws_plate(n, nesting):
             trace = poutine.trace(model).get_trace(None, **args)
@@ -216,7 +218,7 @@ def _replicates(program, args: dict, draws: dict, n: int) -> dict[str, torch.Ten
         pass
     rows = []
     for i in range(n):
-        one = poutine.uncondition(poutine.condition(program.model, data={k: v[i] for k, v in draws.items()}))
+        one = poutine.condition(poutine.uncondition(program.model), data={k: v[i] for k, v in draws.items()})
         trace = poutine.trace(one).get_trace(None, **args)
         rows.append({s: trace.nodes[s]["value"] for s in shapes})
     return {s: torch.stack([row[s] for row in rows]) for s in shapes}
