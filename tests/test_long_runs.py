@@ -73,8 +73,12 @@ def test_ctrl_c_in_adversarial_returns_the_fit_so_far():
 
 @pytest.mark.parametrize(
     "make, options",
-    [(lambda k: InterruptAt(k=k).double(), MLE), (_bayes, SVI)],
-    ids=["mle-minibatch-lr-decay", "svi-autonormal"],
+    [
+        (lambda k: InterruptAt(k=k).double(), MLE),
+        (_bayes, SVI),
+        (lambda k: InterruptAt(k=k).double(), dict(MLE, validation=0.25, check_every=4)),
+    ],
+    ids=["mle-minibatch-lr-decay", "svi-autonormal", "mle-validation"],
 )
 def test_interrupt_then_resume_equals_uninterrupted(make, options, tmp_path):
     full = ppgen.fit(make(0), X, **options)
@@ -84,6 +88,7 @@ def test_interrupt_then_resume_equals_uninterrupted(make, options, tmp_path):
     assert path.is_file()
     resumed = ppgen.fit(make(0), X, resume=str(path), **options)
     assert resumed.history == full.history  # bit-identical, including minibatch order
+    assert resumed.extras.get("validation_history") == full.extras.get("validation_history")
     for (name, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
         assert torch.equal(a, b), name
     if full.guide is not None and isinstance(full.guide, torch.nn.Module):

@@ -4,7 +4,8 @@ builds its two-player step on the same pieces).
 A torch optimiser over the given parameters, minibatches drawn with a seeded
 generator, a progress bar, early stopping on a plateau of the smoothed loss, and a
 guard that stops on a non-finite loss or gradient *before* the step, so the model
-keeps its last finite parameters.
+keeps its last finite parameters. With a :class:`~ppgen.inference.validation.Validation`
+the loop stops on the held-out loss instead and restores the best parameters.
 
 Checkpoints: ``checkpoint=PATH`` writes the parameters, optimiser, learning-rate schedule,
 random states (torch/numpy/python and the minibatch generator), step, history and
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 from ppgen import distributed
 from ppgen.core import DATA_PLATE, ScaleData
 from ppgen.errors import FitFileError, NonFiniteLossError, OptionError
+from ppgen.inference.validation import Validation
 
 __all__ = [
     "TrainConfig",
@@ -38,6 +40,7 @@ __all__ = [
     "write_checkpoint",
     "read_checkpoint",
     "check_checkpoint_options",
+    "training_mode",
 ]
 
 OPTIMIZERS = ("adam", "clipped_adam", "sgd")
@@ -86,6 +89,23 @@ def check_checkpoint_options(checkpoint, checkpoint_every, resume) -> None:
     for key, value in (("checkpoint", checkpoint), ("resume", resume)):
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise OptionError(f"Expected {key} to be a file path or None, but got {value!r}.")
+
+
+@contextlib.contextmanager
+def training_mode(*modules: object):
+    """``train()`` mode for the ``torch.nn.Module`` among ``modules`` while fitting, ``eval()`` after.
+
+    The fitted model then computes exactly with gradients on too (MADE's dropout is active only
+    in train mode); a later fit of it switches train mode back on.
+    """
+    nets = [m for m in modules if isinstance(m, torch.nn.Module)]
+    for net in nets:
+        net.train()
+    try:
+        yield
+    finally:
+        for net in nets:
+            net.eval()
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -152,6 +172,7 @@ def train(
     desc: str = "fit",
     on_stop: Callable[[], object] | None = None,
     batches: Minibatches | None = None,
+    validation: Validation | None = None,
 ) -> tuple[list[float], bool]:
     """Minimise ``loss_fn()`` over ``params``; return ``(history, converged)``.
 
@@ -167,6 +188,11 @@ def train(
     Under ``torch.distributed`` the parameters start from rank 0's values, and after each
     ``backward()`` the gradients (and the loss) are averaged over ranks, so every rank
     takes the same step and stops at the same time.
+
+    With ``validation`` the held-out loss is scored before the first step and every
+    ``check_every`` steps (and after the last); ``converged`` is then True when it stopped
+    improving by more than ``tol`` for ``patience`` evaluations, and the parameters of the best
+    evaluation are restored at the end (also on Ctrl-C).
     """
     if not params:
         raise OptionError("Expected a model with parameters to optimise, but it has none.")
@@ -191,6 +217,8 @@ def train(
             batches.generator.set_state(saved["batches"])
         history = list(saved["history"])
         state.update(saved["state"])
+        if validation is not None and saved.get("validation") is not None:
+            validation.load(saved["validation"])
         first = saved["step"]
     data_parallel = distributed.is_distributed()
     if data_parallel:
@@ -203,7 +231,18 @@ def train(
         return pyro.util.get_rng_state(), generator
 
     def save(rng, generator):
-        _save_checkpoint(config.checkpoint, params, optimizer, schedule, (rng, generator), history, state)
+        _save_checkpoint(
+            config.checkpoint, params, optimizer, schedule, (rng, generator), history, state, validation
+        )
+
+    def check_validation(step: int) -> bool:  # score the held-out rows; True when it is time to stop
+        if validation is None:
+            return False
+        value = validation.evaluate(params, step, config.tol)
+        smoothed = state["smoothed"]
+        train_text = "-" if smoothed is None else f"{smoothed:.4g}"
+        bar.set_postfix(loss=train_text, val=f"{value:.4g}", best=f"{validation.best:.4g}")
+        return validation.stale >= config.patience
 
     bar = tqdm(
         range(first, config.num_steps),
@@ -219,6 +258,12 @@ def train(
     try:
         if state["converged"]:
             bar = iter(())  # a resumed run that had already converged: nothing left to do
+        elif (
+            validation is not None and _evaluation_due(validation, first, config) and check_validation(first)
+        ):
+            # the starting point is a candidate too (and a resumed run redoes an interrupted evaluation)
+            state["converged"] = True
+            bar = iter(())
         for step in bar:
             if saving:
                 snapshot = take_snapshot()
@@ -253,7 +298,12 @@ def train(
             smoothed = state["smoothed"]
             smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
             state["smoothed"] = smoothed
-            if (step + 1) % config.check_every == 0:
+            if validation is not None:
+                last = step + 1 == config.num_steps
+                if ((step + 1) % config.check_every == 0 or last) and check_validation(step + 1):
+                    state["converged"] = True
+                    break
+            elif (step + 1) % config.check_every == 0:
                 bar.set_postfix(loss=f"{smoothed:.4g}")
                 best = state["best"]
                 if not math.isfinite(best) or smoothed < best - config.tol * max(1.0, abs(best)):
@@ -277,10 +327,18 @@ def train(
             else:  # interrupted after the step completed: the current state is that step's end
                 save(*take_snapshot())
     finally:
+        if validation is not None:
+            validation.restore(params)
         unvalidated.close()
         if hasattr(bar, "close"):
             bar.close()
     return history, state["converged"]
+
+
+def _evaluation_due(validation: Validation, step: int, config: TrainConfig) -> bool:
+    """Whether the held-out rows are to be scored after ``step`` steps and have not been yet."""
+    scheduled = step == 0 or step % config.check_every == 0 or step == config.num_steps
+    return scheduled and (not validation.steps or validation.steps[-1] < step)
 
 
 def _finite_gradients(params: list[torch.Tensor]) -> bool:
@@ -293,7 +351,9 @@ def _finite_gradients(params: list[torch.Tensor]) -> bool:
     return all(bool(g.isfinite().all()) for g in grads)  # the norm may overflow on finite values
 
 
-def _save_checkpoint(path, params, optimizer, schedule, random_states, history, state) -> None:
+def _save_checkpoint(
+    path, params, optimizer, schedule, random_states, history, state, validation=None
+) -> None:
     payload = {
         "step": len(history),
         "params": [p.detach().cpu().clone() for p in params],
@@ -303,6 +363,7 @@ def _save_checkpoint(path, params, optimizer, schedule, random_states, history, 
         "batches": random_states[1],
         "history": list(history),
         "state": dict(state),
+        "validation": validation.state() if validation is not None else None,
     }
     write_checkpoint(path, "loop", payload)
 

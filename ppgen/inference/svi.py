@@ -22,12 +22,13 @@ from pyro.infer import RenyiELBO, Trace_ELBO, TraceEnum_ELBO
 
 from ppgen.core import GenerativeModel, global_latent_sites, in_data_plate, untransformable_priors
 from ppgen.errors import MethodError, OptionError
-from ppgen.inference.loop import Minibatches, TrainConfig, train
+from ppgen.inference.loop import Minibatches, TrainConfig, train, training_mode
+from ppgen.inference.validation import Validation, split_validation
 from ppgen.results import Fit, check_options, inference_data
 
 __all__ = ["MLE", "SVI", "MAP"]
 
-GUIDES = ("model", "delta", "normal", "mvn")
+GUIDES = ("model", "delta", "normal", "mvn", "laplace")
 LOSSES = ("auto", "elbo", "enum", "iwae")
 _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
 _POSTERIOR_DRAWS = 1000
@@ -63,10 +64,13 @@ class MLE:
     """Maximum likelihood by stochastic gradients (minibatches through the data plate)."""
 
     name = "mle"
-    options = _TRAIN_KEYS | {"seed"}
+    options = _TRAIN_KEYS | {"seed", "validation", "num_particles"}
 
     def check(self, model: GenerativeModel) -> None:
         _check_trainable(model, self.name)
+        if model.is_bayesian and _is_program(model):
+            model.check_transformable(self.name)  # its per-unit latents are integrated by the ELBO
+            return
         if model.is_bayesian:
             raise MethodError(
                 f"Expected a model without priors for method='mle', but {type(model).__name__} has priors "
@@ -84,6 +88,11 @@ class MLE:
     def fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         check_options(options, self.options, self.name)
         config = _train_config(options)
+        if model.is_bayesian and _is_program(model):  # priors dropped, per-unit latents integrated
+            from ppgen.inference.marginal import fit_marginal_mle
+
+            return fit_marginal_mle(model, x, covariates, options)
+        x, covariates, held = split_validation(model, x, covariates, options)
         batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
         n = x.shape[0]
         use_log_prob = "log_prob" in model.capabilities and not covariates
@@ -95,15 +104,23 @@ class MLE:
         )
         _check_minibatch(model, covariates, batches)
 
-        def loss_fn():
-            xb, cov, scale = batches.next()
+        def rows_loss(xb, cov, scale, n):
             if use_log_prob:
                 return -model.log_prob(xb).sum() * scale / n
             with batches.scaled(scale, model.unit_plate):
                 return elbo.differentiable_loss(model.model, model.guide, xb, **cov) / n
 
+        track = _tracker(held, rows_loss, options, model)
         start = time.perf_counter()
-        history, converged = train(loss_fn, list(model.parameters()), config, desc="mle", batches=batches)
+        with training_mode(model):
+            history, converged = train(
+                lambda: rows_loss(*batches.next(), n),
+                list(model.parameters()),
+                config,
+                desc="mle",
+                batches=batches,
+                validation=track,
+            )
         return Fit(
             model=model,
             method=self.name,
@@ -114,7 +131,16 @@ class MLE:
             options=options,
             covariates=covariates,
             n_train=n,
+            extras=track.extras(held) if track is not None else {},
         )
+
+
+def _tracker(held, rows_loss, options: dict, *modules) -> Validation | None:
+    """The loop's early-stopping state on the held-out rows (``rows_loss`` at scale 1), or None."""
+    if held is None:
+        return None
+    score = lambda: rows_loss(held.x, held.covariates, 1.0, held.n)  # noqa: E731
+    return Validation(score, seed=options.get("seed") or 0, modules=list(modules))
 
 
 class SVI:
@@ -140,6 +166,7 @@ class SVI:
         "max_plate_nesting",
         "init_scale",
         "init",
+        "validation",
     }
 
     def check(self, model: GenerativeModel) -> None:
@@ -164,6 +191,7 @@ class SVI:
         if isinstance(guide_name, str) and guide_name not in GUIDES:
             raise OptionError(f"Expected guide in {GUIDES} or a callable, but got {guide_name!r}.")
         config = _train_config(options)
+        x, covariates, held = split_validation(model, x, covariates, options)
         globals_ = global_latent_sites(model, x, covariates)
         if guide_name == "model" and own_guide and callable(getattr(model, "check_guide", None)):
             model.check_guide(covariates)  # a user's guide must draw every latent of the program
@@ -209,9 +237,11 @@ class SVI:
                 )
 
             blocked = poutine.block(model.model, hide_fn=hidden)
-            cls = {"delta": autoguides.AutoDelta, "normal": autoguides.AutoNormal}.get(
-                guide_name, autoguides.AutoMultivariateNormal
-            )
+            cls = {
+                "delta": autoguides.AutoDelta,
+                "normal": autoguides.AutoNormal,
+                "laplace": autoguides.AutoLaplaceApproximation,  # MAP, then a Gaussian from the Hessian
+            }.get(guide_name, autoguides.AutoMultivariateNormal)
             # Start at the prior median (Pyro's AutoNormal default starts at 0 in the
             # unconstrained space, which for a prior centred far away costs thousands of steps).
             median = autoguides.init_to_median(num_samples=15)
@@ -221,7 +251,7 @@ class SVI:
             }
             if "init_scale" in options:
                 kwargs["init_scale"] = options["init_scale"]
-            if cls is not autoguides.AutoMultivariateNormal:
+            if cls in (autoguides.AutoDelta, autoguides.AutoNormal):
                 # Per-unit latents under minibatches: the guide's plate subsamples the batch's rows
                 kwargs["create_plates"] = lambda *a, **k: _batch_plate(auto, model.unit_plate, batches)
             elif config.batch_size is not None and _local_latents(model, blocked, x, covariates):
@@ -258,17 +288,27 @@ class SVI:
         if isinstance(guide, torch.nn.Module) and guide is not auto:
             params += [p for p in guide.parameters() if all(p is not q for q in params)]
 
-        def loss_fn():
-            xb, cov, scale = batches.next()
+        def rows_loss(xb, cov, scale, n):
             if model_loss:
                 return model.loss(xb, **cov) * scale / n
             with batches.scaled(scale, model.unit_plate):
-                if loss_name == "iwae":
+                if loss_name == "iwae" and torch.is_grad_enabled():
                     return _renyi_loss(elbo, model.model, guide, xb, cov) / n
+                if loss_name == "iwae":  # held-out rows: the bound's value, no gradients
+                    return torch.tensor(elbo.loss(model.model, guide, xb, **cov)) / n
                 return elbo.differentiable_loss(model.model, guide, xb, **cov) / n
 
+        track = _tracker(held, rows_loss, options, model, auto, guide)
         start = time.perf_counter()
-        history, converged = train(loss_fn, params, config, desc=self.name, batches=batches)
+        with training_mode(model, auto, guide):
+            history, converged = train(
+                lambda: rows_loss(*batches.next(), n),
+                params,
+                config,
+                desc=self.name,
+                batches=batches,
+                validation=track,
+            )
         batches.indices = None  # the fitted guide describes every unit again
         elapsed = time.perf_counter() - start
         fit = Fit(
@@ -282,8 +322,11 @@ class SVI:
             guide=auto if auto is not None else guide,
             covariates=covariates,
             n_train=n,
+            extras=track.extras(held) if track is not None else {},
         )
         if auto is not None:
+            if guide_name == "laplace":
+                fit.guide = auto = _laplace(auto, model.model, x, covariates)
             _attach_guide_posterior(fit, auto, x, covariates, point=guide_name == "delta")
         elif own_guide and callable(getattr(model, "guide_draws", None)):
             _attach_draws(fit, model.guide_draws(covariates, _POSTERIOR_DRAWS), x, covariates)
@@ -332,6 +375,10 @@ def _local_latents(model: GenerativeModel, blocked, x: torch.Tensor, covariates:
         for name, site in trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"] and in_data_plate(site, model.unit_plate)
     )
+
+
+def _is_program(model: GenerativeModel) -> bool:
+    return callable(getattr(model, "bind", None))
 
 
 def _check_minibatch(model: GenerativeModel, covariates: dict, batches: Minibatches) -> None:
@@ -385,6 +432,36 @@ class _ZeroGradLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return None
+
+
+def _laplace(auto, story, x, covariates):
+    """Pyro's ``laplace_approximation`` with the Hessian of the *whole* story's log joint.
+
+    (Pyro's own differentiates ``auto.model``, which here hides the observed sites so the autoguide
+    covers latents only; its Hessian would be the prior's.) ``H = -∇² log p(y, z)`` at the MAP in the
+    unconstrained space; the Gaussian ``N(ẑ, H⁻¹)`` is returned as an ``AutoMultivariateNormal``."""
+    from pyro.ops.hessian import hessian
+
+    guide_trace = poutine.trace(auto).get_trace(x, **covariates)
+    model_trace = poutine.trace(poutine.replay(story, trace=guide_trace)).get_trace(x, **covariates)
+    loss = guide_trace.log_prob_sum() - model_trace.log_prob_sum()
+    curvature = hessian(loss, auto.loc)
+    with torch.no_grad():
+        cov = torch.linalg.inv(curvature)
+        scale = cov.diagonal().sqrt()
+        if not torch.isfinite(scale).all():
+            raise MethodError(
+                "Expected a MAP with a positive-definite Hessian for guide='laplace', but the curvature "
+                "there is singular or negative; the posterior is not locally Gaussian — use guide='mvn'."
+            )
+        correlation_tril = torch.linalg.cholesky(cov / scale[:, None] / scale[None, :])
+    gaussian = autoguides.AutoMultivariateNormal(auto.model)
+    gaussian._setup_prototype(x, **covariates)
+    del gaussian.loc, gaussian.scale, gaussian.scale_tril
+    gaussian.register_buffer("loc", auto.loc.detach().clone())
+    gaussian.register_buffer("scale", scale)
+    gaussian.register_buffer("scale_tril", correlation_tril)
+    return gaussian.to(x.dtype)
 
 
 def _attach_guide_posterior(fit: Fit, auto, x, covariates, point: bool) -> None:

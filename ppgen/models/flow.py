@@ -73,6 +73,10 @@ class Flow(GenerativeModel):
         torch.Size([3])
     """
 
+    #: neural: ``mle`` holds out this fraction of the rows and stops early on it (see
+    #: :mod:`ppgen.inference.validation`; ``validation=None`` trains on every row).
+    default_validation = 0.1
+
     def __init__(
         self,
         dim: int | None = None,

@@ -135,6 +135,12 @@ class VAE(GenerativeModel):
             if x.is_floating_point():
                 self.to(dtype=x.dtype, device=x.device)
 
+    @property
+    def default_validation(self) -> float | None:
+        """Neural VAEs hold out 0.1 of the rows for ``svi`` and stop early on them (see
+        :mod:`ppgen.inference.validation`); the linear one (pPCA) trains on every row."""
+        return None if self.linear else 0.1
+
     def _sized(self) -> None:
         if self.data_dim is None:
             raise unsized(self, "data_dim")
