@@ -144,6 +144,7 @@ class EM:
         """One EM run; history[t] is the mean log-likelihood after t M-steps."""
         slack = _ROUNDOFF.get(x.dtype, 1e-4)
         penalty = getattr(model, "em_penalty", None)
+        rounding = _moment_rounding(model, x)
         history: list[float] = []
         # (before, after): L(theta_t) + P(theta_t; stats_t), and P(theta_{t+1}; stats_t).
         objective = (math.nan, 0.0)
@@ -154,7 +155,7 @@ class EM:
             for step in bar:
                 stats, loglik = model.e_step(x)
                 history.append(_mean(loglik, step))
-                _check_increase(objective[0], history[-1] + objective[1], step, slack)
+                _check_increase(objective[0], history[-1] + objective[1], step, slack, rounding())
                 before = history[-1] + (penalty(stats) if penalty else 0.0)
                 model.m_step(x, stats)
                 objective = (before, penalty(stats) if penalty else 0.0)
@@ -166,7 +167,7 @@ class EM:
             bar.close()
             _, loglik = model.e_step(x)  # the log-likelihood of the final parameters
             history.append(_mean(loglik, len(history)))
-            _check_increase(objective[0], history[-1] + objective[1], len(history) - 1, slack)
+            _check_increase(objective[0], history[-1] + objective[1], len(history) - 1, slack, rounding())
         return history, converged
 
 
@@ -195,9 +196,26 @@ def _mean(loglik: torch.Tensor, step: int) -> float:
     return value
 
 
-def _check_increase(before: float, after: float, step: int, slack: float) -> None:
+def _moment_rounding(model, x: torch.Tensor):
+    """The objective's round-off from a Gaussian M-step's second moments, as a function of the
+    current parameters (0 for models without Gaussian components).
+
+    Variances come from moments about the data mean, ``S = E[(x - x̄)²] - (μ - x̄)²``: its absolute
+    error is about ``eps·R²`` (``R`` the data's largest distance from its mean), so for a component
+    whose variance ``σ²`` is tiny (collapsed onto repeated points, ``σ² ≈ reg_covar``) the objective
+    carries a relative error near ``d·eps·R²/σ²``, well above float64's ``1e-9`` slack."""
+    smallest = getattr(model, "em_min_variance", None)
+    if smallest is None:
+        return lambda: 0.0
+    spread = float((x - x.mean(0)).square().sum(-1).max())
+    eps = torch.finfo(x.dtype).eps
+    dim = x.shape[-1] if x.ndim > 1 else 1
+    return lambda: 10 * dim * eps * spread / max(smallest(), torch.finfo(x.dtype).tiny)
+
+
+def _check_increase(before: float, after: float, step: int, slack: float, rounding: float = 0.0) -> None:
     """Raise when the M-step's objective fell by more than round-off (``before`` NaN: first step)."""
-    if after < before - slack * (1 + abs(before)):
+    if after < before - max(slack * (1 + abs(before)), rounding):
         raise EMDecreaseError(
             f"Expected the EM objective (mean log-likelihood plus the M-step's penalty) never to "
             f"decrease, but it fell from {before:.12g} to {after:.12g} at iteration {step}; the model's "

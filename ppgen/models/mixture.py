@@ -181,6 +181,14 @@ class GaussianMixture(Mixture):
             )
         return {"mu": mu, "scale_tril": tril}
 
+    def em_min_variance(self) -> float:
+        """The smallest variance of any component along any direction (EM's round-off scale)."""
+        params = self._read()
+        if "scale_tril" in params:
+            tril = params["scale_tril"]
+            return float(torch.linalg.eigvalsh(tril @ tril.transpose(-1, -2)).min())
+        return float(params["scale"].square().min())
+
     def _component_penalty(self, nk):
         """``-(reg / 2) sum_k N_k tr(Sigma_k^-1)``, exactly maximised by the M-step ``Sigma_k = S_k + reg I``.
 
