@@ -10,8 +10,9 @@ and compare the answers::
 
 __version__ = "0.1.0"
 
-from ppgen import data, divergences, metrics, models  # noqa: E402
+from ppgen import data, divergences, metrics, models, plots  # noqa: E402
 from ppgen.api import applicable_methods, compare, fit, methods  # noqa: E402
+from ppgen.checks import prior_predictive  # noqa: E402
 from ppgen.core import GenerativeModel, ImplicitModel, as_model, bayesian  # noqa: E402
 from ppgen.errors import (  # noqa: E402
     ConvergenceWarning,
@@ -28,6 +29,7 @@ from ppgen.results import Fit, load  # noqa: E402
 __all__ = [
     "fit",
     "compare",
+    "prior_predictive",
     "load",
     "methods",
     "applicable_methods",
@@ -48,4 +50,5 @@ __all__ = [
     "divergences",
     "metrics",
     "models",
+    "plots",
 ]

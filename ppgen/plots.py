@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ppgen.results import Fit
 
-__all__ = ["posterior_vs_mle", "posterior_narrowing"]
+__all__ = ["posterior_vs_mle", "posterior_narrowing", "predictive_check"]
 
 _COLOURS = ["#4a6fa5", "#d1495b", "#66a182", "#edae49", "#8d6a9f", "#2e4057"]
 
@@ -105,3 +105,85 @@ def posterior_narrowing(sizes: Sequence[int], sds: Sequence[float], reference: s
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+#: Statistics ``predictive_check`` knows by name; each maps one replicate (a tensor) to a number.
+STATISTICS = {
+    "mean": lambda y: y.double().mean(),
+    "sd": lambda y: y.double().std(),
+    "min": lambda y: y.double().min(),
+    "max": lambda y: y.double().max(),
+    "spread": lambda y: y.double().max() - y.double().min(),
+}
+
+
+def predictive_check(
+    fits: Sequence[Fit],
+    statistic: str | Callable = "sd",
+    *,
+    site: str | None = None,
+    labels: Sequence[str] | None = None,
+    num_samples: int = 500,
+    seed: int | None = 0,
+):
+    """The observed statistic ``T(y)`` against its predictive distribution ``T(y_rep)`` under each fit.
+
+    One panel per fit: a histogram of ``T`` over replicated data sets (plug-in replicates for point
+    fits, posterior predictive for Bayesian ones), the observed value as a line, and the predictive
+    p-value ``P(T(y_rep) >= T(y))`` in the title — values near 0 or 1 flag what the fit misses.
+
+    Arguments:
+        fits: fits of the same data.
+        statistic: ``"mean"``, ``"sd"``, ``"min"``, ``"max"``, ``"spread"`` or a function of one
+            replicate (a tensor shaped like the observed site) returning a number.
+        site: the observed site (a program's; default its only one, ``"x"`` for ppgen models).
+        num_samples: replicates per fit.
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
+    import matplotlib.pyplot as plt
+
+    from ppgen.errors import OptionError
+
+    if not fits:
+        raise OptionError("Expected at least one Fit to check, but got none.")
+    if isinstance(statistic, str):
+        if statistic not in STATISTICS:
+            raise OptionError(
+                f"Expected statistic in {sorted(STATISTICS)} or a function, but got {statistic!r}."
+            )
+        name, function = statistic, STATISTICS[statistic]
+    elif callable(statistic):
+        name, function = getattr(statistic, "__name__", "T"), statistic
+    else:
+        raise OptionError(f"Expected statistic as a name or a function, but got {statistic!r}.")
+    labels = (
+        list(labels)
+        if labels
+        else [f"{getattr(f.model, 'name', type(f.model).__name__)} ({f.method})" for f in fits]
+    )
+    fig, axes = plt.subplots(1, len(fits), figsize=(3.8 * len(fits), 3.0), squeeze=False, sharex=True)
+    for k, (fit, label, ax) in enumerate(zip(fits, labels, axes[0])):
+        replicates = fit.predict(num_samples=num_samples, seed=seed)
+        chosen = site or next(iter(replicates))
+        if chosen not in replicates:
+            raise OptionError(
+                f"Expected site among the observed sites {sorted(replicates)}, but got {site!r}."
+            )
+        observed = float(function(_observed_site(fit, chosen)))
+        values = np.array([float(function(y)) for y in replicates[chosen]])
+        p_value = float((values >= observed).mean())
+        ax.hist(values, bins=30, color=_COLOURS[k % len(_COLOURS)], alpha=0.75)
+        ax.axvline(observed, color="black", lw=2)
+        ax.set_title(f"{label}\nP(T_rep ≥ T_obs) = {p_value:.2f}", fontsize=9)
+        ax.set_xlabel(f"{name}({chosen})")
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def _observed_site(fit: Fit, site: str) -> torch.Tensor:
+    if callable(getattr(fit.model, "bind", None)):
+        return fit.model.observed_values(fit.data)[site]
+    return fit.data

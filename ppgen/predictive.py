@@ -14,7 +14,7 @@ import pyro
 import torch
 from pyro import poutine
 
-__all__ = ["site_log_likelihood", "predictive_draws", "guide_samples", "TOTAL"]
+__all__ = ["site_log_likelihood", "predictive_draws", "joint_draws", "guide_samples", "TOTAL"]
 
 #: Name of the per-unit sum over observed sites in ArviZ's ``log_likelihood`` group.
 TOTAL = "total"
@@ -76,6 +76,36 @@ def predictive_draws(
         if takes_n:
             values = {site: v.reshape(n, *v.shape[2:]) for site, v in values.items()}
     return values[sites[0]] if len(sites) == 1 else values
+
+
+def joint_draws(program, args: dict, n: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``n`` draws of the whole program from its prior: ``({latent: (n, ...)}, {observed: (n, ...)})``."""
+    from pyro.poutine.util import site_is_subsample
+
+    story = poutine.uncondition(program.model)
+    with poutine.block():
+        one = poutine.trace(story).get_trace(None, **args)
+    shapes = {
+        name: tuple(site["value"].shape)
+        for name, site in one.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    }
+    try:
+        with poutine.block(), _draws_plate(n, program.max_plate_nesting):
+            trace = poutine.trace(story).get_trace(None, **args)
+        values = {name: trace.nodes[name]["value"].reshape(n, *shape) for name, shape in shapes.items()}
+    except (RuntimeError, ValueError, IndexError):
+        rows = []
+        for _ in range(n):
+            with poutine.block():
+                trace = poutine.trace(story).get_trace(None, **args)
+            rows.append({name: trace.nodes[name]["value"] for name in shapes})
+        values = {name: torch.stack([row[name] for row in rows]) for name in shapes}
+    observed = set(program.observed_sites)
+    return (
+        {k: v for k, v in values.items() if k not in observed},
+        {k: v for k, v in values.items() if k in observed},
+    )
 
 
 def guide_samples(program, args: dict, num_samples: int) -> dict[str, torch.Tensor]:

@@ -64,7 +64,8 @@ class Fit:
     # ------------------------------------------------------------------ queries
     @property
     def is_bayesian(self) -> bool:
-        return self.draws is not None and self.posterior is not None or self.exact_posterior is not None
+        has_posterior = self.posterior is not None and "posterior" in self.posterior.groups()
+        return self.draws is not None and has_posterior or self.exact_posterior is not None
 
     def log_prob(self, x: Any, **covariates: Any) -> torch.Tensor:
         """Per-example log density of ``x`` under the fit, shape ``(N,)``.
@@ -125,6 +126,18 @@ class Fit:
             out = torch.cat(chunks)
             return out[torch.randperm(out.shape[0])]
 
+    def predict(self, data: Any = None, num_samples: int | None = None, seed: int | None = None) -> dict:
+        """Replicated observations ``{site: (S, *shape)}``: ``y_rep ~ p(y | θ_s)`` per posterior draw
+        (Bayesian fits) or from the plug-in parameters (point fits), for the training data or ``data``.
+
+        The first call on the training data (no ``num_samples``) also adds the ``posterior_predictive``
+        group to :attr:`posterior` (created for point fits), so ``az.plot_ppc(fit.posterior)`` and
+        ``az.loo_pit`` work.
+        """
+        from ppgen.checks import predict
+
+        return predict(self, data, num_samples, seed)
+
     def loo(self, pointwise: bool = True):
         """PSIS-LOO over the units (``az.loo``; a program's several observed sites count as one unit)."""
         from ppgen.criteria import loo
@@ -138,9 +151,20 @@ class Fit:
         return waic(self, pointwise)
 
     def summary(self) -> pd.DataFrame:
-        """One row per scalar parameter: estimate, sd and the 94% HDI (3%–97%) when Bayesian."""
+        """One row per scalar parameter: estimate, sd and the 94% HDI (3%–97%) when Bayesian.
+
+        An empirical-Bayes fit (``mle`` of a program with priors) lists its global point estimates
+        first (sd NaN), then the per-unit latents' draws."""
+        has_posterior = self.posterior is not None and "posterior" in self.posterior.groups()
+        point = self.extras.get("point_estimates", ()) if has_posterior else list(self.params)
         rows = []
-        if self.posterior is not None:
+        for name in point:
+            value = self.params[name]
+            flat = value.detach().reshape(-1).cpu().numpy()
+            for i, v in enumerate(flat):
+                label = name if flat.size == 1 else f"{name}[{_index(value.shape, i)}]"
+                rows.append({"parameter": label, "estimate": float(v), "sd": np.nan})
+        if has_posterior:
             import arviz as az
 
             table = az.summary(self.posterior, kind="stats", hdi_prob=0.94, round_to="none")
@@ -154,12 +178,6 @@ class Fit:
                         "hdi_97%": row["hdi_97%"],
                     }
                 )
-        else:
-            for name, value in self.params.items():
-                flat = value.detach().reshape(-1).cpu().numpy()
-                for i, v in enumerate(flat):
-                    label = name if flat.size == 1 else f"{name}[{_index(value.shape, i)}]"
-                    rows.append({"parameter": label, "estimate": float(v), "sd": np.nan})
         table = pd.DataFrame(rows)
         table.attrs["method"] = self.method
         return table
