@@ -68,8 +68,8 @@ print(f"integral of the likelihood over mu = {integral:.3e}  (not 1: a likelihoo
 
 # %%
 prior = NormalInverseGamma(mu0=70.0, kappa0=0.1, alpha0=2.0, beta0=100.0)
-steps = 600 if FAST else 3000
-draws = 200 if FAST else 1000
+steps = 300 if FAST else 3000
+draws = 100 if FAST else 1000
 fits = {"MLE (exact)": mle}
 timings = {}
 for label, method, options in [

@@ -156,7 +156,7 @@ bayes = ppgen.bayesian(
     mu=dist.Normal(torch.zeros(2, 2, **f64), 3.0).to_event(2),
     scale=dist.LogNormal(torch.zeros(2, 2, **f64), 1.0).to_event(2),
 )
-draws = 100 if FAST else 500
+draws = 50 if FAST else 500
 nuts = ppgen.fit(bayes, x_train, method="mcmc", num_samples=draws, warmup_steps=draws, seed=0, progress=False)
 table = ppgen.compare(
     [em, naive, svi, nuts], x_test, names=["EM", "SVI (collapsed start)", "SVI (k-means++ start)", "NUTS"]

@@ -61,7 +61,7 @@ fit1 = ppgen.fit(
     x1,
     method="adversarial",
     loss="non_saturating",
-    steps=300 if FAST else 3000 if FULL else 1000,
+    steps=150 if FAST else 3000 if FULL else 1000,
     lr_g=1e-3,
     lr_d=1e-3,
     critic=MLPCritic(HIDDEN),
@@ -115,7 +115,7 @@ ratio_fit = ppgen.fit(
     loss="minimax",
     lr_g=0.0,
     lr_d=2e-3,
-    steps=500 if FAST else 3000 if FULL else 1000,
+    steps=300 if FAST else 3000 if FULL else 1000,
     batch_size=512,
     critic=MLPCritic((64, 64), activation="tanh"),
     seed=0,
@@ -146,7 +146,7 @@ fig.savefig(FIGURES / "09_density_ratio.png", dpi=90, bbox_inches="tight")
 angles = torch.arange(8) * torch.pi / 4
 ring_means = 2 * torch.stack([angles.cos(), angles.sin()], 1)
 ring = ring_means[torch.randint(8, (50_000,))] + 0.02 * torch.randn(50_000, 2)
-steps = 150 if FAST else 4000 if FULL else 1000
+steps = 100 if FAST else 4000 if FULL else 1000
 
 
 def without_steps(recipe: dict) -> dict:
@@ -228,7 +228,7 @@ class ReparamFlow(Flow):
 moons, _ = make_moons(4000, noise=0.08, random_state=0)
 moons = torch.tensor((moons - moons.mean(0)) / moons.std(0), dtype=torch.float32)
 train, test = moons[:3000], moons[3000:]
-flow_steps = 200 if FAST else 3000 if FULL else 400
+flow_steps = 50 if FAST else 3000 if FULL else 400
 mle = ppgen.fit(
     ReparamFlow(dim=2, num_layers=4),
     train,
