@@ -20,6 +20,10 @@ def test_readme_block_runs(marker, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(_block(marker), f"README:{marker}", "exec"), namespace)
+    if marker == "readme-program":  # the every-fit block continues the program block's session
+        exec(compile(_block("readme-every-fit"), "README:readme-every-fit", "exec"), namespace)
+        assert {"posterior_predictive", "log_likelihood"} <= set(namespace["nuts"].posterior.groups())
+        assert namespace["pit"].shape == (18,)
     out = capsys.readouterr().out
     assert out.strip()
     if marker == "readme-tour":
