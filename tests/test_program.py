@@ -372,3 +372,28 @@ def test_program_written_generator_trains_adversarially():
     assert sum(p.numel() for p in programs.PLANE_NET.parameters()) == sum(
         v.numel() for v in fit.params.values()
     )
+
+
+def _grid(y):
+    """Items within groups: both plates enclose the observation, so the units are a choice."""
+    mu = pyro.sample("mu", dist.Normal(0.0, 10.0))
+    with pyro.plate("items", y.shape[1], dim=-1):
+        with pyro.plate("groups", y.shape[0], dim=-2):
+            pyro.sample("obs", dist.Normal(mu, 1.0), obs=y)
+
+
+@pytest.mark.parametrize("plate, summed_dim, units", [(None, -1, 6), ("groups", -1, 6), ("items", -2, 4)])
+def test_plate_option_picks_the_units(plate, summed_dim, units):
+    # Reference: N(y | mu_s, 1) summed by hand over the plate that is not the units' (1e-5, float32).
+    # Without plate= the leftmost plate enclosing the observations (groups) is the units'.
+    y = torch.randn(6, 4)
+    options = {} if plate is None else {"plate": plate}
+    fit = ppgen.fit(
+        _grid, {"y": y}, method="mcmc", num_samples=50, warmup_steps=50, seed=0, progress=False, **options
+    )
+    pointwise = torch.as_tensor(fit.posterior.log_likelihood["obs"].values[0])
+    expected = dist.Normal(fit.draws["mu"][:, None, None], 1.0).log_prob(y).sum(summed_dim)
+    assert pointwise.shape == (50, units)
+    assert_close(pointwise, expected, atol=1e-5)
+    with pytest.raises(ppgen.OptionError, match="'rows'"):
+        ppgen.fit(_grid, {"y": y}, method="svi", plate="rows", num_steps=2, progress=False)
