@@ -221,7 +221,7 @@ def baseball_fits():
     fits = {
         "mle": ppgen.fit(programs.logit_pooling, data, method="mle", **quiet),
         "map": ppgen.fit(programs.logit_pooling, data, method="map", **quiet),
-        "svi": ppgen.fit(programs.logit_pooling, data, method="svi", num_steps=3000, **quiet),
+        "svi": ppgen.fit(programs.logit_pooling, data, method="svi", num_steps=1500, lr=0.02, **quiet),
         "nuts": ppgen.fit(
             programs.logit_pooling, data, method="mcmc", num_samples=300, warmup_steps=300, **quiet
         ),

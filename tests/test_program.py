@@ -166,11 +166,11 @@ def test_hidden_switch_by_nuts_sums_out_the_hidden_site_like_pyro():
     # within 3 MCSE. LOO runs over the 60 units on the two observed sites' sum ('total').
     data = programs.hidden_switch_data(60, seed=1)
     fit = ppgen.fit(
-        programs.hidden_switch, data, method="mcmc", num_samples=200, warmup_steps=200, seed=0, progress=False
+        programs.hidden_switch, data, method="mcmc", num_samples=150, warmup_steps=150, seed=0, progress=False
     )
     pyro.set_rng_seed(0)
     kernel = NUTS(programs.hidden_switch, max_plate_nesting=1, jit_compile=True, ignore_jit_warnings=True)
-    mcmc = MCMC(kernel, num_samples=200, warmup_steps=200, disable_progbar=True)
+    mcmc = MCMC(kernel, num_samples=150, warmup_steps=150, disable_progbar=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mcmc.run(**data)

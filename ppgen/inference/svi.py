@@ -284,6 +284,13 @@ class SVI:
                     f"Expected global latents whose support Pyro's autoguides can transform, but got: "
                     f"{err}; use method='exact' (conjugate) instead."
                 ) from None
+            except RuntimeError as err:
+                if "no latent variables" not in str(err):
+                    raise
+                raise OptionError(
+                    f"Expected latent sites for guide={guide_name!r}, but {type(model).__name__} has none "
+                    "(nothing for a joint Gaussian to cover); use method='mle'."
+                ) from None
         params = list(model.parameters()) + (list(auto.parameters()) if auto is not None else [])
         if isinstance(guide, torch.nn.Module) and guide is not auto:
             params += [p for p in guide.parameters() if all(p is not q for q in params)]
