@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 — Autoregressive models and normalizing flows: exact likelihoods
 #
-# *Runs in about 40 s by default (measured on 2 shared cores). `PPGEN_FULL=1`
+# *Runs in about 45 s by default (measured on 2 shared cores). `PPGEN_FULL=1`
 # trains longer (about 3 min): MADE 4,000 steps, the name model 1,500 and the flow 1,500
 # (default 1,500 / 500 / 600).
 # `PPGEN_FAST=1` is the test suite's seconds-long smoke run. The last line prints the time taken.*

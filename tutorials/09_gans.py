@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 09 — GANs: pushforward generators, discriminators as density ratios, and Wasserstein critics
 #
-# *Runs in about 50 s by default (measured on 2 shared cores). `PPGEN_FULL=1`
+# *Runs in about 1–2 min by default (measured on 2 shared cores). `PPGEN_FULL=1`
 # trains 128×128×128 networks for 3,000–4,000 steps per fit (default 64×64, 400–1,000 steps;
 # over 10 min).
 # `PPGEN_FAST=1` is the test suite's seconds-long smoke run. The last line prints the time taken.*

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 10 — Common confusions, made concrete
 #
-# *Runs in about 35 s by default (measured on 2 shared cores). `PPGEN_FULL=1`
+# *Runs in about 1 min by default (measured on 2 shared cores). `PPGEN_FULL=1`
 # trains the digits-17 NLL table at the benchmark's settings (10 min or more; by default every
 # row is trained briefly and the benchmark's number is quoted beside it).
 # `PPGEN_FAST=1` is the test suite's seconds-long smoke run. The last line prints the time taken.*
