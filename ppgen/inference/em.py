@@ -145,6 +145,19 @@ class EM:
         slack = _ROUNDOFF.get(x.dtype, 1e-4)
         penalty = getattr(model, "em_penalty", None)
         rounding = _moment_rounding(model, x)
+        # A model may run EM on sufficient statistics (one pass, no (N, K) responsibilities).
+        moments = getattr(model, "moments_apply", None)
+        if callable(moments) and moments(x):
+            data = model.moments_data(x)  # e.g. centred and transposed once, not per iteration
+
+            def e_step(x):  # statistics while they are accurate, responsibilities otherwise
+                return model.e_step_moments(data) if model.moments_accurate(data) else model.e_step(x)
+
+            def m_step(stats):
+                return model.m_step_moments(stats) if hasattr(stats, "nk") else model.m_step(x, stats)
+
+        else:
+            e_step, m_step = model.e_step, lambda stats: model.m_step(x, stats)
         history: list[float] = []
         # (before, after): L(theta_t) + P(theta_t; stats_t), and P(theta_{t+1}; stats_t).
         objective = (math.nan, 0.0)
@@ -153,11 +166,11 @@ class EM:
         with torch.no_grad():
             bar = tqdm(range(max_iter), desc=desc, disable=not progress, leave=False)
             for step in bar:
-                stats, loglik = model.e_step(x)
+                stats, loglik = e_step(x)
                 history.append(_mean(loglik, step))
                 _check_increase(objective[0], history[-1] + objective[1], step, slack, rounding())
                 before = history[-1] + (penalty(stats) if penalty else 0.0)
-                model.m_step(x, stats)
+                m_step(stats)
                 objective = (before, penalty(stats) if penalty else 0.0)
                 del stats, loglik  # free (N, K) before the next E-step allocates its own
                 bar.set_postfix(loglik=f"{history[-1]:.6g}")
@@ -165,7 +178,7 @@ class EM:
                     converged = True
                     break
             bar.close()
-            _, loglik = model.e_step(x)  # the log-likelihood of the final parameters
+            _, loglik = e_step(x)  # the log-likelihood of the final parameters
             history.append(_mean(loglik, len(history)))
             _check_increase(objective[0], history[-1] + objective[1], len(history) - 1, slack, rounding())
         return history, converged

@@ -17,6 +17,14 @@ from torch.distributions import constraints
 
 from ppgen.core import PyroParam
 from ppgen.errors import DataError, OptionError
+from ppgen.models.gaussian_moments import (
+    Centred,
+    Moments,
+    accurate,
+    centre,
+    e_step_moments,
+    mean_and_covariance,
+)
 from ppgen.models.mixture_base import Mixture, OrderedMeans, kmeans_plusplus
 from ppgen.models.pixel_mixture import BernoulliMixture, CategoricalMixture
 
@@ -171,7 +179,12 @@ class GaussianMixture(Mixture):
                 scatter.addmm_(xs.T, (r[:, :, None] * xs[:, None, :]).reshape(xs.shape[0], k * d))
             scatter = scatter.reshape(d, k, d).transpose(0, 1)  # (K, d, d)
             cov = scatter / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
-        cov = 0.5 * (cov + cov.transpose(-1, -2)) + reg * torch.eye(d, dtype=x.dtype, device=x.device)
+        return self._factored(mu, cov)
+
+    def _factored(self, mu: torch.Tensor, cov: torch.Tensor) -> dict:
+        """``mu`` and the Cholesky factor of ``cov + reg_covar I`` (symmetrised), or a DataError."""
+        d, reg = self.dim, self.reg_covar
+        cov = 0.5 * (cov + cov.transpose(-1, -2)) + reg * torch.eye(d, dtype=cov.dtype, device=cov.device)
         tril, info = torch.linalg.cholesky_ex(cov)
         if bool((info != 0).any()):
             raise DataError(
@@ -180,6 +193,35 @@ class GaussianMixture(Mixture):
                 "use covariance='diag', or fewer components."
             )
         return {"mu": mu, "scale_tril": tril}
+
+    # ------------------------------------ EM on sufficient statistics (see gaussian_moments)
+    def moments_apply(self, x: torch.Tensor) -> bool:
+        """Whether EM may run on :meth:`e_step_moments` (full covariances, float64 rows)."""
+        return self.covariance == "full" and x.ndim == 2 and x.dtype == torch.float64
+
+    def moments_accurate(self, data: Centred) -> bool:
+        """Whether :meth:`e_step_moments` is accurate at the current parameters (no component
+        collapsed far below the data's spread; see ``gaussian_moments.MAX_RELATIVE_ERROR``)."""
+        with torch.no_grad():
+            return accurate(data, self.em_min_variance())
+
+    def moments_data(self, x: torch.Tensor) -> Centred:
+        """The rows as :meth:`e_step_moments` reads them (centred and transposed, once per fit)."""
+        return centre(self._check(x, build=True))
+
+    def e_step_moments(self, data: Centred | torch.Tensor) -> tuple[Moments, torch.Tensor]:
+        """The E-step as the M-step's sufficient statistics (not the (N, K) responsibilities) and
+        ``log p(x_i)`` (N,): what :meth:`e_step` followed by :meth:`m_step` computes, in one pass."""
+        data = self.moments_data(data) if isinstance(data, torch.Tensor) else data
+        with torch.no_grad():
+            pi, params = self._params(data.u)
+            return e_step_moments(data, pi, params["mu"], params["scale_tril"], self.chunk_size)
+
+    def m_step_moments(self, moments: Moments) -> None:
+        """The closed-form M-step from :meth:`e_step_moments`' statistics."""
+        with torch.no_grad():
+            nk, mu, cov = mean_and_covariance(moments, 10 * torch.finfo(moments.nk.dtype).eps)
+            self.set_params(pi=nk / nk.sum(), **self._factored(mu, cov))
 
     def em_min_variance(self) -> float:
         """The smallest variance of any component along any direction (EM's round-off scale)."""

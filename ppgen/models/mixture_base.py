@@ -230,7 +230,11 @@ class Mixture(GenerativeModel):
         not the maximiser of ``Q`` alone, so ``L`` by itself may fall slightly).
         """
         with torch.no_grad():
-            return float(self._component_penalty(_counts(resp))) / resp.shape[0]
+            if hasattr(resp, "nk"):  # sufficient statistics (GaussianMixture.e_step_moments)
+                counts, n = resp.nk + 10 * torch.finfo(resp.nk.dtype).eps, resp.n
+            else:
+                counts, n = _counts(resp), resp.shape[0]
+            return float(self._component_penalty(counts)) / n
 
     def initialize(self, x, init: str = "kmeans++", seed: int | None = None) -> Mixture:
         """Initial parameters: hard k-means++ assignments or random responsibilities, then one M-step."""

@@ -51,10 +51,12 @@ def _check_em_property(fit, x, k, covariance, init, seed, steps, **kwargs):
     # to variance ~reg_covar, the error of variances taken from moments about the data mean,
     # 10·d·eps·R²/reg (R: the data's largest distance from its mean; measured falls at seed 249:
     # 5.8e-9 against a bound of 3.1e-7). The backend's history must be the hand loop's
-    # log-likelihoods from the same initialisation (1e-12: same arithmetic).
+    # log-likelihoods from the same initialisation (1e-12: same arithmetic; 1e-9 for full
+    # covariances in float64, which the backend fits on sufficient statistics — e_step_moments —
+    # while the hand loop takes responsibilities: other summation orders, measured 7e-11 in 40 steps).
     model = GaussianMixture(k, covariance=covariance, **kwargs).initialize(x, init=init, seed=seed)
     logliks, pairs = _hand_em(model, x, steps)
-    assert_close(fit.history, logliks, atol=1e-12)
+    assert_close(fit.history, logliks, atol=1e-9 if model.moments_apply(x) else 1e-12)
     before, after = pairs.T
     radius2 = float((x - x.mean(0)).square().sum(-1).max())
     reg = kwargs.get("reg_covar", 1e-6)
