@@ -79,12 +79,16 @@ print(
     f"... {len(players)} players; first-45 averages {first.min():.3f} to {first.max():.3f}, "
     f"rest of season {truth.min():.3f} to {truth.max():.3f}"
 )
+print(
+    f"standard deviation across players: first 45 {first.std(ddof=1):.3f}, "
+    f"rest of season {truth.std(ddof=1):.3f}"
+)
 
 # %% [markdown]
-# The spread of the first-45 averages is much wider than the spread of what the players went on
-# to hit: with 45 at-bats a .265 hitter's average has a binomial standard deviation of
-# `sqrt(.265 · .735 / 45) ≈ .066` — as wide as the true differences between the players. Part
-# of every extreme early average is luck.
+# The first-45 averages spread much wider than what the players went on to hit (standard
+# deviations printed below). With 45 at-bats a .265 hitter's average has a binomial standard
+# deviation of `sqrt(.265 · .735 / 45) ≈ .066` on its own — nearly all of the observed spread.
+# Most of every extreme early average is luck.
 #
 # ## Three estimators that need no fitting
 #
@@ -160,7 +164,7 @@ print(
 # The priors are weak — far weaker than baseball knowledge. The median imagined batter hits
 # about `sigmoid(−1) ≈ .27`, but the heavy-tailed `HalfCauchy(1)` on the spread lets a quarter of
 # them hit over .500 and many never (or always) get a hit. Here that is harmless: 18 × 45 at-bats
-# overrule it (the fits below agree with James–Stein, which has no prior at all). In general this
+# overrule it (the fits below agree with James–Stein, which needs no prior distribution). In general this
 # is what the check is for — a prior predictive that puts its mass on impossible data is a
 # mistake in the program, found before any fit.
 #
@@ -240,8 +244,8 @@ assert sse["full Bayes (NUTS)"] <= 0.032, sse
 # Read the squared errors first. Every estimator that pools — James–Stein, empirical Bayes,
 # NUTS, even complete pooling — cuts the no-pooling error by a factor of about three (3.2× for
 # James–Stein on the raw averages). James–Stein and empirical Bayes are the same idea: estimate
-# the prior's spread from the data, then shrink by it; both land within a thousandth of NUTS,
-# which adds the uncertainty about `loc` and `scale` and changes little. Complete pooling, and MAP
+# the prior's spread from the data, then shrink by it; the two land within a few thousandths of
+# NUTS, which adds the uncertainty about `loc` and `scale` and changes little. Complete pooling, and MAP
 # that collapsed onto it, do nearly as well on squared error because these 18 players really are
 # close to each other.
 #
@@ -249,9 +253,9 @@ assert sse["full Bayes (NUTS)"] <= 0.032, sse
 # whole predictive distribution. The two fits that *average over* each player's rate
 # (empirical Bayes and NUTS) come first. Every point estimate is scored through a plug-in
 # binomial over ~400 remaining at-bats, which is sharp: an error of .03 in a player's rate costs
-# several nats, so James–Stein, with the smallest squared error, scores below complete pooling,
-# and no pooling is far behind. This is the same ranking Pyro's baseball example reports with its
-# log predictive density, computed here in one call, `fit.score(rest)`.
+# several nats, so James–Stein, with one of the smallest squared errors, scores below complete
+# pooling, and no pooling is far behind. Pyro's baseball example reports this score for each of
+# its models; here it is one call, `fit.score(rest)`.
 #
 # For the fits themselves `ppgen.compare` makes the table in one call, and adds what can be
 # estimated from the first 45 at-bats alone: the leave-one-player-out ELPD (PSIS-LOO) and WAIC,
@@ -400,12 +404,14 @@ for label, fit in regression_fits.items():
 print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 # %% [markdown]
-# All fits agree on the centre: `w₂ ≈ 0.35–0.39`, a positive slope of ruggedness inside Africa
-# against a negative one outside. They disagree on the width. Laplace, the multivariate normal
-# guide and NUTS give nearly the same standard deviation; the mean-field normal guide gives a
-# visibly smaller one. That is the known failure of mean-field variational inference: the
-# weights are correlated (`w₁` and `w₂` trade off against each other), a product of independent
-# Gaussians cannot represent that, and minimising `KL(q ‖ p)` then under-covers the posterior.
+# All fits agree on the centre, `w₂ ≈ 0.33–0.39`: a positive slope of ruggedness inside Africa
+# against a negative one outside (the posteriors sit a little below the MLE, pulled by the
+# `N(0, 1)` prior on the Africa weight `w₀ ≈ −1.9`, with which `w₂` is correlated). They
+# disagree on the width. Laplace, the multivariate normal guide and NUTS give nearly the same
+# standard deviation; the mean-field normal guide gives a visibly smaller one. That is the known
+# failure of mean-field variational inference: the weights are correlated (`w₁` and `w₂` trade
+# off against each other), a product of independent Gaussians cannot represent that, and
+# minimising `KL(q ‖ p)` then under-covers the posterior.
 # The MLE has no width at all.
 
 # %%
