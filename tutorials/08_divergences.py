@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 08 — f-divergences, mode covering vs mode seeking, and variational bounds
 #
-# *Runs in about 35 s by default (measured on 2 shared cores). `PPGEN_FULL=1`
+# *Runs in about 40 s by default (measured on 2 shared cores). `PPGEN_FULL=1`
 # changes nothing here: the default is the whole tutorial.
 # `PPGEN_FAST=1` is the test suite's seconds-long smoke run. The last line prints the time taken.*
 #
