@@ -107,7 +107,8 @@ def defaults_table(fast: bool = False, seed: int = 0) -> pd.DataFrame:
                 "test_bits_per_dim": test / (dim * math.log(2)),
                 "val_nll": fit.extras.get("best_validation_loss", math.nan),
                 "seconds": round(fit.elapsed, 1),
-                "note": f"{note}; {len(fit.history)} steps, best step {fit.extras.get('best_step')}",
+                "note": f"{note}; {len(fit.history)} steps, best step {fit.extras.get('best_step')}"
+                + (" (--fast: capped at 200 steps)" if fast else ""),
             }
         )
 
