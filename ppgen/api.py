@@ -77,7 +77,9 @@ def fit(
         plate: programs only: the plate whose entries are the units (default: the outermost
             plate around every observed site).
         options: backend options, e.g. ``num_steps``, ``lr``, ``batch_size``, ``guide`` (a name,
-            or a hand-written guide function), ``num_samples``, ``num_chains``; an unknown option
+            or a hand-written guide function), ``num_samples``, ``num_chains``, ``validation``
+            (mle/svi: early stopping on held-out rows — a fraction, data, or ``None``; neural
+            models default to 0.1, see :mod:`ppgen.inference.validation`); an unknown option
             raises :class:`OptionError`.
 
     Example:
