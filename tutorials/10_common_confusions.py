@@ -135,7 +135,7 @@ quote = load_benchmark("digits_nll")
 beside = beside_benchmark(table, quote)
 columns = ["family", "kind", "test_nll", "stderr", "seconds", "bench test_nll"]
 if quote is not None:
-    print(f"'bench' columns quoted, not trained here ({quote.source()})")
+    print(f"'bench test_nll' is quoted, not trained here ({quote.source()})")
 print(beside[[c for c in columns if c in beside]].round(2).to_string(index=False))
 for family in beside.loc[beside["model"].isna(), "family"]:
     print(f"{family}: not trained by default (PPGEN_FULL=1 trains it); its 'bench' number is quoted")
