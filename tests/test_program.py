@@ -117,20 +117,22 @@ def test_new_units_draw_their_locals_from_the_prior(baseball_nuts):
 
 
 def test_hidden_switch_with_its_own_guide_matches_pyro_svi():
-    # Reference: pyro.infer.SVI(TraceEnum_ELBO) with pyro.optim.Adam(lr 0.02), 1500 steps, on the same
+    # Reference: pyro.infer.SVI(TraceEnum_ELBO) with pyro.optim.Adam(lr 0.02), 800 steps, on the same
     # program, guide and data. The two runs draw different Monte Carlo noise and their final iterates
     # wander by SGD noise, so the guides' means of p_A, p_B, p_C must agree within one posterior sd of
-    # the guide (0.02-0.06 here; B is hidden, so p_B and p_C are weakly identified). Measured gap: <= 0.033.
+    # the guide (B is hidden, so p_B and p_C are weakly identified). Measured at 800 steps: the largest
+    # gap 0.040, the smallest sd 0.067.
     data = programs.hidden_switch_data(400)
     fit = ppgen.fit(
         programs.hidden_switch,
         data,
         method="svi",
         guide=programs.hidden_switch_guide,
-        num_steps=1500,
+        num_steps=800,
         lr=0.02,
         patience=10**6,
         seed=0,
+        progress=False,
     )
     assert not pyro.get_param_store().keys(), "a fit never writes Pyro's global param store"
     pyro.clear_param_store()
@@ -141,7 +143,7 @@ def test_hidden_switch_with_its_own_guide_matches_pyro_svi():
         pyro.optim.Adam({"lr": 0.02}),
         loss=TraceEnum_ELBO(max_plate_nesting=1),
     )
-    for _ in range(1500):
+    for _ in range(800):
         svi.step(**data)
     store = pyro.get_param_store()
 
