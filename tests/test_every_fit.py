@@ -219,11 +219,11 @@ def baseball_fits():
     data, season = _players(), _players("SeasonAt-Bats", "SeasonHits")
     quiet = {"seed": 0, "progress": False}
     fits = {
-        "mle": ppgen.fit(programs.logit_pooling, data, method="mle", **quiet),
+        "mle": ppgen.fit(programs.logit_pooling, data, method="mle", num_steps=1500, **quiet),
         "map": ppgen.fit(programs.logit_pooling, data, method="map", **quiet),
         "svi": ppgen.fit(programs.logit_pooling, data, method="svi", num_steps=1500, lr=0.02, **quiet),
         "nuts": ppgen.fit(
-            programs.logit_pooling, data, method="mcmc", num_samples=300, warmup_steps=300, **quiet
+            programs.logit_pooling, data, method="mcmc", num_samples=200, warmup_steps=200, **quiet
         ),
     }
     return fits, data, season
@@ -253,7 +253,7 @@ def test_plot_ppc_and_loo_pit_run_on_a_nuts_fit(baseball_fits):
     fits, _, _ = baseball_fits
     nuts = fits["nuts"]
     replicates = nuts.predict()
-    assert replicates["obs"].shape == (300, 18)
+    assert replicates["obs"].shape == (200, 18)
     assert {"posterior_predictive", "observed_data", "log_likelihood"} <= set(nuts.posterior.groups())
     az.plot_ppc(nuts.posterior, num_pp_samples=50)
     pit = az.loo_pit(nuts.posterior, y="obs")

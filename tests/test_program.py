@@ -163,6 +163,19 @@ def test_hidden_switch_with_its_own_guide_matches_pyro_svi():
     assert set(fit.draws) == {"p_A", "p_B", "p_C"}  # the guide's posterior, B summed out
 
 
+def test_hidden_switch_by_nuts_runs_and_scores_units():
+    # The fast check of the slow comparison below: NUTS on the enumerated program, LOO over its units.
+    data = programs.hidden_switch_data(40, seed=1)
+    fit = ppgen.fit(
+        programs.hidden_switch, data, method="mcmc", num_samples=30, warmup_steps=30, seed=0, progress=False
+    )
+    assert set(fit.draws) == {"p_A", "p_B", "p_C"} and fit.draws["p_B"].shape == (30, 2)
+    with warnings.catch_warnings():  # 30 draws: Pareto k is noisy, the point is that LOO runs per unit
+        warnings.simplefilter("ignore")
+        assert fit.loo().n_data_points == 40
+
+
+@pytest.mark.slow
 def test_hidden_switch_by_nuts_sums_out_the_hidden_site_like_pyro():
     # Reference: Pyro's MCMC(NUTS) on the same enumerated program (B summed out in both), posterior means
     # within 3 MCSE. LOO runs over the 60 units on the two observed sites' sum ('total').
