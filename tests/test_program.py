@@ -376,14 +376,16 @@ def test_a_story_without_n_samples_with_its_training_size():
 
 
 def test_program_written_generator_trains_adversarially():
-    # Samples move from N(0, I)-ish toward data centred at (3, 3): the mean distance falls by half.
+    # Samples move from the untrained network's output (mean ~4.2 away) onto data centred at (3, 3).
+    # Measured over seeds 0-2 after 800 steps: the mean of 2000 samples ends 0.07-0.16 away (400 steps
+    # left ~2.0, half-trained, so the test once hung on the order of the tests before it); bound 0.5.
     x = torch.randn(600, 2) * 0.3 + 3.0
     before = Program(programs.plane_generator)
     before.bind(x)
-    start = float((before.rsample(500).detach().mean(0) - 3.0).norm())
-    fit = ppgen.fit(programs.plane_generator, x, method="adversarial", steps=400, seed=0, progress=False)
-    end = float((fit.sample(500).mean(0) - 3.0).norm())
-    assert end < start / 2, (start, end)
+    start = float((before.rsample(2000).detach().mean(0) - 3.0).norm())
+    fit = ppgen.fit(programs.plane_generator, x, method="adversarial", steps=800, seed=0, progress=False)
+    end = float((fit.sample(2000, seed=0).mean(0) - 3.0).norm())
+    assert start > 2.0 and end < 0.5, (start, end)
     assert sum(p.numel() for p in programs.PLANE_NET.parameters()) == sum(
         v.numel() for v in fit.params.values()
     )
