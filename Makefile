@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The tests run single-threaded (tests/conftest.py), so one pytest-xdist worker per core.
 test: $(STAMP)
 	$(VENV)/bin/ruff check ppgen tests tutorials benchmarks
 	$(VENV)/bin/ruff format --check ppgen tests tutorials benchmarks
-	$(PY) -m pytest -q -x --durations=15
+	$(PY) -m pytest -q -x -n auto --durations=15
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "" --durations=25

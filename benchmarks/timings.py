@@ -119,7 +119,7 @@ def time_tutorial(script: Path, timeout: float) -> dict:
 def time_tests(timeout: float) -> dict:
     load, start = _load(), time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x"],
+        [sys.executable, "-m", "pytest", "-q", "-x", "-n", "auto"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -158,7 +158,7 @@ def report(record: dict) -> str:
     for name, entry in record.get("tutorials", {}).items():
         line(f"tutorial {name}", entry)
     if "test" in record:
-        line("make test (pytest -q -x)", record["test"])
+        line("make test (pytest -q -x -n auto)", record["test"])
     return "\n".join(lines)
 
 
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tour", nargs="*", choices=["fast", "default", "full"], default=None)
     parser.add_argument("--tutorials", nargs="*", default=None, help="numbers, e.g. 06 09; default all")
-    parser.add_argument("--test", action="store_true", help="also time the test suite (pytest -q -x)")
+    parser.add_argument("--test", action="store_true", help="also time the test suite (as make test)")
     parser.add_argument("--report-only", action="store_true", help="print the last timings.json")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per command")
     args = parser.parse_args(argv)
