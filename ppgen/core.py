@@ -205,6 +205,14 @@ def bayesian(model: GenerativeModel, **priors: dist.Distribution) -> GenerativeM
     if not priors:
         raise OptionError("Expected at least one prior, e.g. bayesian(model, loc=Normal(0., 10.)).")
     new = copy.deepcopy(model)
+    from ppgen.models.sizing import PLACEHOLDER
+
+    if PLACEHOLDER in new._parameters:
+        raise OptionError(
+            f"Expected a {type(model).__name__} with its size given before priors are attached (its "
+            "parameters' shapes, which the priors must match, come from the data otherwise); build it "
+            "with the size the data would fill (dim= or data_dim=), e.g. Gaussian(dim=2)."
+        )
     for name, prior in priors.items():
         if name not in new._pyro_params and name not in new._pyro_samples:
             raise OptionError(

@@ -2,6 +2,7 @@
 
 import pyro
 import pyro.distributions as dist
+import pytest
 import torch
 
 import ppgen
@@ -45,3 +46,11 @@ def test_vectorised_pointwise_log_likelihood_equals_the_draw_by_draw_loop():
             assert_close(fast, slow, atol=1e-10)
         else:
             assert_close(fast, slow, atol=1e-5, rtol=1e-6)
+
+
+def test_priors_on_a_model_without_its_size_are_a_clear_error():
+    # Gaussian() takes its dim from the data at fit time; a prior's shape cannot be checked before that.
+    with pytest.raises(ppgen.OptionError, match="size given before priors"):
+        ppgen.bayesian(Gaussian(), loc=dist.Normal(0.0, 10.0).expand([2]).to_event(1))
+    sized = ppgen.bayesian(Gaussian(dim=2), loc=dist.Normal(0.0, 10.0).expand([2]).to_event(1))
+    assert sized.is_bayesian
