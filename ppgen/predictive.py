@@ -10,11 +10,21 @@ Programs that fix their own batch shapes fall back to one trace per draw.
 
 from __future__ import annotations
 
+import math
+
 import pyro
 import torch
 from pyro import poutine
 
-__all__ = ["site_log_likelihood", "predictive_draws", "joint_draws", "guide_samples", "TOTAL"]
+__all__ = [
+    "site_log_likelihood",
+    "predictive_draws",
+    "joint_draws",
+    "guide_samples",
+    "site_draws",
+    "draw_count",
+    "TOTAL",
+]
 
 #: Name of the per-unit sum over observed sites in ArviZ's ``log_likelihood`` group.
 TOTAL = "total"
@@ -78,29 +88,47 @@ def predictive_draws(
     return values[sites[0]] if len(sites) == 1 else values
 
 
+def site_draws(fn, n: int, nesting: int, keep, *args, **kwargs) -> dict[str, torch.Tensor]:
+    """``n`` independent runs of ``fn(*args, **kwargs)``: ``{site: (n, *shape)}`` for the sample sites
+    ``keep(name, site)`` selects. One trace inside a draws plate left of the program's ``nesting``
+    plates (Pyro's ``Predictive`` does the same); a program whose shapes ignore that plate is run
+    ``n`` times instead."""
+    with poutine.block():
+        one = poutine.trace(fn).get_trace(*args, **kwargs)
+    shapes = {
+        name: tuple(site["value"].shape)
+        for name, site in one.nodes.items()
+        if site["type"] == "sample" and keep(name, site)
+    }
+    try:
+        with poutine.block(), _draws_plate(n, nesting):
+            trace = poutine.trace(fn).get_trace(*args, **kwargs)
+        return {name: trace.nodes[name]["value"].reshape(n, *shape) for name, shape in shapes.items()}
+    except (RuntimeError, ValueError, IndexError):
+        pass
+    rows = []
+    for _ in range(n):
+        with poutine.block():
+            trace = poutine.trace(fn).get_trace(*args, **kwargs)
+        rows.append({name: trace.nodes[name]["value"] for name in shapes})
+    return {name: torch.stack([row[name] for row in rows]) for name in shapes}
+
+
+def draw_count(latent_sites: dict, names, most: int) -> int:
+    """How many draws of the sites ``names`` to keep: ``most``, fewer when per-unit sites (a VAE's
+    codes) make each draw as large as the data — at most 10⁶ numbers, never below 10 draws."""
+    per_draw = sum(math.prod(latent_sites[name]["shape"]) for name in names)
+    return max(10, min(most, 10**6 // max(per_draw, 1)))
+
+
 def joint_draws(program, args: dict, n: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """``n`` draws of the whole program from its prior: ``({latent: (n, ...)}, {observed: (n, ...)})``."""
     from pyro.poutine.util import site_is_subsample
 
     story = poutine.uncondition(program.model)
-    with poutine.block():
-        one = poutine.trace(story).get_trace(None, **args)
-    shapes = {
-        name: tuple(site["value"].shape)
-        for name, site in one.nodes.items()
-        if site["type"] == "sample" and not site_is_subsample(site)
-    }
-    try:
-        with poutine.block(), _draws_plate(n, program.max_plate_nesting):
-            trace = poutine.trace(story).get_trace(None, **args)
-        values = {name: trace.nodes[name]["value"].reshape(n, *shape) for name, shape in shapes.items()}
-    except (RuntimeError, ValueError, IndexError):
-        rows = []
-        for _ in range(n):
-            with poutine.block():
-                trace = poutine.trace(story).get_trace(None, **args)
-            rows.append({name: trace.nodes[name]["value"] for name in shapes})
-        values = {name: torch.stack([row[name] for row in rows]) for name in shapes}
+    values = site_draws(
+        story, n, program.max_plate_nesting, lambda _, site: not site_is_subsample(site), None, **args
+    )
     observed = set(program.observed_sites)
     return (
         {k: v for k, v in values.items() if k not in observed},
@@ -110,25 +138,14 @@ def joint_draws(program, args: dict, n: int) -> tuple[dict[str, torch.Tensor], d
 
 def guide_samples(program, args: dict, num_samples: int) -> dict[str, torch.Tensor]:
     """``num_samples`` draws of every site of the program's guide, ``{site: (S, *shape)}``."""
-    with poutine.block():
-        one = poutine.trace(program.guide).get_trace(None, **args)
-    shapes = {
-        n: tuple(s["value"].shape)
-        for n, s in one.nodes.items()
-        if s["type"] == "sample" and not s["is_observed"]
-    }
-    try:
-        with poutine.block(), _draws_plate(num_samples, program.max_plate_nesting):
-            trace = poutine.trace(program.guide).get_trace(None, **args)
-        return {n: trace.nodes[n]["value"].reshape(num_samples, *shape) for n, shape in shapes.items()}
-    except (RuntimeError, ValueError, IndexError):
-        pass
-    rows = []
-    for _ in range(num_samples):
-        with poutine.block():
-            trace = poutine.trace(program.guide).get_trace(None, **args)
-        rows.append({n: trace.nodes[n]["value"] for n in shapes})
-    return {n: torch.stack([row[n] for row in rows]) for n in shapes}
+    return site_draws(
+        program.guide,
+        num_samples,
+        program.max_plate_nesting,
+        lambda _, site: not site["is_observed"],
+        None,
+        **args,
+    )
 
 
 class _NotVectorisable(Exception):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -384,11 +383,10 @@ class Program(GenerativeModel):
 
         Per-unit sites (a VAE's codes) make a draw as large as the data: ``S`` then shrinks so that
         the draws hold at most 10⁶ numbers (but never below 10 draws)."""
-        from ppgen.predictive import guide_samples
+        from ppgen.predictive import draw_count, guide_samples
 
         wanted = {n for n, s in self.latent_sites.items() if not s["enumerated"]}
-        per_draw = sum(math.prod(s["shape"]) for n, s in self.latent_sites.items() if n in wanted)
-        num_samples = max(10, min(num_samples, 10**6 // max(per_draw, 1)))
+        num_samples = draw_count(self.latent_sites, wanted, num_samples)
         with torch.no_grad():
             draws = guide_samples(self, args, num_samples)
         return {k: v for k, v in draws.items() if k in wanted}

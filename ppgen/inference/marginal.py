@@ -17,10 +17,8 @@ L-BFGS to the optimiser's precision (the built-in closed forms are matched to 1e
 
 from __future__ import annotations
 
-import math
 import time
 
-import pyro
 import pyro.infer.autoguide as autoguides
 import torch
 from pyro import poutine
@@ -29,6 +27,7 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.loop import Minibatches, TrainConfig, train
+from ppgen.predictive import draw_count, site_draws
 from ppgen.results import Fit, inference_data
 
 __all__ = ["DroppedPriors", "fit_marginal_mle"]
@@ -174,8 +173,9 @@ def _local_guide(model, story, locals_: list[str], batches: Minibatches, x, cova
     )
     auto = autoguides.AutoNormal(blocked, init_loc_fn=autoguides.init_to_median(num_samples=15))
     with torch.no_grad():
-        auto(x, **covariates)
-    return auto.to(x.dtype), auto.to(x.dtype)
+        auto(x, **covariates)  # builds its parameters
+    auto = auto.to(x.dtype)
+    return auto, auto
 
 
 def _settled(history: list[float]) -> bool:
@@ -265,8 +265,7 @@ def _attach_draws(fit: Fit, dropped: DroppedPriors, guide, locals_: list[str], x
     if not locals_:
         fit.draws = {k: v.unsqueeze(0) for k, v in values.items()} if values else None
         return
-    per_draw = sum(math.prod(fit.model.latent_sites[n]["shape"]) for n in locals_)
-    count = max(10, min(_POSTERIOR_DRAWS, 10**6 // max(per_draw, 1)))  # as Program.guide_draws
+    count = draw_count(fit.model.latent_sites, locals_, _POSTERIOR_DRAWS)
     with torch.no_grad():
         local_draws = _guide_draws(guide, locals_, count, fit.model.max_plate_nesting, x, covariates)
     draws = {**{k: v.expand(count, *v.shape) for k, v in values.items()}, **local_draws}
@@ -280,22 +279,9 @@ def _attach_draws(fit: Fit, dropped: DroppedPriors, guide, locals_: list[str], x
 
 
 def _guide_draws(guide, names: list[str], count: int, nesting: int, x, covariates) -> dict[str, torch.Tensor]:
-    """``count`` draws of the guide's sites in one trace (a plate left of the program's), else a loop."""
-    with poutine.block():
-        one = poutine.trace(guide).get_trace(x, **covariates)
-    missing = [n for n in names if n not in one.nodes]
+    """``count`` draws of the guide's per-unit sites."""
+    draws = site_draws(guide, count, nesting, lambda name, _: name in names, x, **covariates)
+    missing = [n for n in names if n not in draws]
     if missing:
         raise MethodError(f"Expected the guide to draw the per-unit latents {missing}, but it does not.")
-    shapes = {n: tuple(one.nodes[n]["value"].shape) for n in names}
-    try:
-        with poutine.block(), pyro.plate("_draws", count, dim=-nesting - 1):
-            trace = poutine.trace(guide).get_trace(x, **covariates)
-        return {n: trace.nodes[n]["value"].reshape(count, *shape) for n, shape in shapes.items()}
-    except (RuntimeError, ValueError, IndexError):
-        pass
-    rows = []
-    for _ in range(count):
-        with poutine.block():
-            trace = poutine.trace(guide).get_trace(x, **covariates)
-        rows.append({n: trace.nodes[n]["value"] for n in names})
-    return {n: torch.stack([row[n] for row in rows]) for n in names}
+    return draws
