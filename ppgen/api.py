@@ -11,7 +11,7 @@ import pandas as pd
 import pyro
 import torch
 
-from ppgen.core import as_model, global_latent_sites
+from ppgen.core import as_model, global_latent_sites, is_program
 from ppgen.criteria import information_criteria
 from ppgen.data import as_data
 from ppgen.errors import DataError, MethodError, OptionError, PpgenError
@@ -34,7 +34,7 @@ def applicable_methods(model: Any, data: Any = None, *, observed: dict | None = 
     program with neither.
     """
     model = _as_fit_model(model, observed, {}) if data is not None else as_model(model)
-    if data is not None and callable(getattr(model, "bind", None)) and model.structure is None:
+    if data is not None and is_program(model) and model.structure is None:
         model.bind(data, observed=observed)
     found = []
     for name, backend in BACKENDS.items():
@@ -97,7 +97,7 @@ def fit(
     observed = options.pop("observed", None)
     model = _as_fit_model(model, observed, options)
     backend = BACKENDS[method]
-    program = callable(getattr(model, "bind", None))
+    program = is_program(model)
     if program:  # a user's program: bind its arguments and discover its sites before the checks
         x, covariates = model.bind(data, dtype=dtype, observed=observed)
     _check_method(model, backend)

@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyro
 import torch
 from pyro import poutine
 
+from ppgen.core import is_program, set_seed
 from ppgen.errors import OptionError
 
 __all__ = ["prior_predictive", "predict"]
@@ -26,22 +26,10 @@ __all__ = ["prior_predictive", "predict"]
 POINT_REPLICATES = 500
 
 
-def _is_program(model: Any) -> bool:
-    return callable(getattr(model, "bind", None))
-
-
 def _check_count(num_samples: Any, name: str = "num_samples") -> int:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise OptionError(f"Expected {name} to be a positive integer, but got {num_samples!r}.")
     return num_samples
-
-
-def _seeded(seed: Any) -> None:
-    if seed is None:
-        return
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
-    pyro.set_rng_seed(seed)
 
 
 def prior_predictive(
@@ -64,10 +52,10 @@ def prior_predictive(
     from ppgen.data import as_data
 
     num_samples = _check_count(num_samples)
-    _seeded(seed)
+    set_seed(seed)
     fitted = _as_fit_model(model, observed, {})
     with torch.no_grad():
-        if _is_program(fitted):
+        if is_program(fitted):
             from ppgen.predictive import joint_draws
 
             _, args = fitted.bind(data, observed=observed)
@@ -109,12 +97,12 @@ def predict(fit, data: Any = None, num_samples: int | None = None, seed: int | N
     """Replicated observations ``{site: (S, *shape)}`` under ``fit`` (see the module docstring)."""
     if num_samples is not None:
         _check_count(num_samples)
-    _seeded(seed)
+    set_seed(seed)
     draws, layout = _predictive_parameters(fit, num_samples if data is not None else None)
     total = next(iter(draws.values())).shape[0] if draws else 0
     count = num_samples or (total if total > 1 else POINT_REPLICATES)  # a point fit (MAP: one draw)
     with torch.no_grad():
-        if _is_program(fit.model):
+        if is_program(fit.model):
             replicates = _program_replicates(fit, data, draws, count)
         else:
             replicates = _model_replicates(fit, data, draws, count)
@@ -191,6 +179,6 @@ def _attach(fit, replicates: dict[str, torch.Tensor], layout: tuple[int, int] | 
 
 
 def _observed(fit) -> dict[str, np.ndarray]:
-    if _is_program(fit.model):
+    if is_program(fit.model):
         return {k: v.cpu().numpy() for k, v in fit.model.observed_values(fit.data).items()}
     return {"x": fit.data.detach().cpu().numpy()}

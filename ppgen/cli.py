@@ -165,7 +165,9 @@ def _fit_program(args: argparse.Namespace, options: dict[str, Any]) -> int:
 
 
 def _is_program_fit(result) -> bool:
-    return callable(getattr(result.model, "bind", None))
+    from ppgen.core import is_program
+
+    return is_program(result.model)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

@@ -255,6 +255,20 @@ def _check_count(n: Any) -> int:
 
 
 # --------------------------------------------------------------------- helpers
+def set_seed(seed: Any) -> None:
+    """``pyro.set_rng_seed(seed)`` for an integer seed (``None``: leave the random state alone)."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
+    pyro.set_rng_seed(seed)
+
+
+def is_program(model: Any) -> bool:
+    """Whether ``model`` is a user's Pyro program (:class:`ppgen.program.Program`: it binds its data)."""
+    return callable(getattr(model, "bind", None))
+
+
 def in_data_plate(msg: dict, plate: str | None = DATA_PLATE) -> bool:
     """Whether a Pyro message belongs to a site inside the units' plate (``"data"`` for ppgen models)."""
     return plate is not None and any(frame.name == plate for frame in msg.get("cond_indep_stack", ()))
@@ -299,7 +313,7 @@ def draw_log_likelihood(
     marginalises any local latents, so enumerated mixtures score correctly.
     """
     covariates = covariates or {}
-    if callable(getattr(model, "bind", None)):  # a user's program: per unit, summed over observed sites
+    if is_program(model):  # a user's program: per unit, summed over observed sites
         from ppgen.predictive import site_log_likelihood
 
         return site_log_likelihood(model, covariates, draws)[1]

@@ -184,6 +184,8 @@ def predictive_check(
 
 
 def _observed_site(fit: Fit, site: str) -> torch.Tensor:
-    if callable(getattr(fit.model, "bind", None)):
+    from ppgen.core import is_program
+
+    if is_program(fit.model):
         return fit.model.observed_values(fit.data)[site]
     return fit.data

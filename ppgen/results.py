@@ -16,7 +16,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from ppgen.core import GenerativeModel, _check_count, draw_log_likelihood
+from ppgen.core import GenerativeModel, _check_count, draw_log_likelihood, is_program, set_seed
 from ppgen.data import as_data
 from ppgen.errors import DataError, FitFileError, ImplicitModelError, OptionError
 
@@ -100,13 +100,10 @@ class Fit:
     def sample(self, n: int, seed: int | None = None, **covariates: Any) -> torch.Tensor:
         """``n`` draws from the fitted model (posterior predictive when Bayesian)."""
         n = _check_count(n)
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
-            pyro.set_rng_seed(seed)
+        set_seed(seed)
         with torch.no_grad():
             draws = self.draws
-            if callable(getattr(self.model, "bind", None)):
+            if is_program(self.model):
                 from ppgen.predictive import predictive_draws
 
                 args = self._as_data(covariates, {})[1] if covariates else None
@@ -247,7 +244,7 @@ class Fit:
 
     # ---------------------------------------------------------------- helpers
     def _as_data(self, x, covariates):
-        if callable(getattr(self.model, "bind", None)):
+        if is_program(self.model):
             covariates = dict(covariates)
             observed = covariates.pop("observed", None)
             if covariates:
@@ -336,7 +333,7 @@ def _versions() -> dict[str, str]:
 def _pointwise_by_site(model, x, flat, covariates) -> dict[str, torch.Tensor]:
     """``{site: (S, N)}``: one entry ``"x"`` for ppgen models; each observed site of a program, plus
     their per-unit sum ``"total"`` when there are several (what ``az.loo(..., var_name="total")`` reads)."""
-    if not callable(getattr(model, "bind", None)):
+    if not is_program(model):
         return {"x": draw_log_likelihood(model, x, flat, covariates)}
     from ppgen.predictive import TOTAL, site_log_likelihood
 
@@ -345,7 +342,7 @@ def _pointwise_by_site(model, x, flat, covariates) -> dict[str, torch.Tensor]:
 
 
 def _observed_data(model, x, covariates) -> dict[str, np.ndarray]:
-    if not callable(getattr(model, "bind", None)):
+    if not is_program(model):
         return {"x": x.detach().cpu().numpy()}
     return {site: value.detach().cpu().numpy() for site, value in model.observed_values(covariates).items()}
 

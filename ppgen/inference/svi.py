@@ -18,7 +18,7 @@ import torch
 from pyro import poutine
 from pyro.infer import RenyiELBO, Trace_ELBO, TraceEnum_ELBO
 
-from ppgen.core import GenerativeModel, global_latent_sites, untransformable_priors
+from ppgen.core import GenerativeModel, global_latent_sites, is_program, untransformable_priors
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.autoguide import (
     POSTERIOR_DRAWS,
@@ -73,7 +73,7 @@ class MLE:
 
     def check(self, model: GenerativeModel) -> None:
         _check_trainable(model, self.name)
-        if model.is_bayesian and _is_program(model):
+        if model.is_bayesian and is_program(model):
             model.check_transformable(self.name)  # its per-unit latents are integrated by the ELBO
             return
         if model.is_bayesian:
@@ -93,7 +93,7 @@ class MLE:
     def fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         check_options(options, self.options, self.name)
         config = _train_config(options)
-        if model.is_bayesian and _is_program(model):  # priors dropped, per-unit latents integrated
+        if model.is_bayesian and is_program(model):  # priors dropped, per-unit latents integrated
             from ppgen.inference.marginal import fit_marginal_mle
 
             return fit_marginal_mle(model, x, covariates, options)
@@ -314,10 +314,6 @@ class MAP(SVI):
 def _plate_nesting(model: GenerativeModel, options: dict) -> int:
     """``max_plate_nesting`` for TraceEnum: the option, else what the program's trace showed (at least 1)."""
     return options.get("max_plate_nesting", max(1, getattr(model, "max_plate_nesting", 1)))
-
-
-def _is_program(model: GenerativeModel) -> bool:
-    return callable(getattr(model, "bind", None))
 
 
 def _check_minibatch(model: GenerativeModel, covariates: dict, batches: Minibatches) -> None:

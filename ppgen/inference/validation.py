@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ppgen.core import is_program
 from ppgen.errors import DataError, OptionError
 
 __all__ = ["HeldOut", "Validation", "split_validation", "DEFAULT_FRACTION"]
@@ -61,7 +62,7 @@ def split_validation(
     """
     value = options.get("validation", _UNSET)
     explicit = value is not _UNSET
-    program = callable(getattr(model, "bind", None))
+    program = is_program(model)
     if not explicit:
         # the model's default, where held-out rows mean something (no priors, not a program)
         value = None if program or model.is_bayesian else getattr(model, "default_validation", None)
