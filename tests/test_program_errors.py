@@ -151,6 +151,13 @@ CASES = {
         "at least one row of 'at_bats'",
     ),
     "unknown method": (programs.logit_pooling, DATA, {"method": "nuts"}, OptionError, "'nuts'"),
+    "empirical Bayes on minibatches": (
+        programs.logit_pooling,
+        DATA,
+        {"method": "mle", "batch_size": 6},
+        OptionError,
+        r"full batches.*\['alpha'\]",
+    ),
 }
 
 

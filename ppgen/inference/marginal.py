@@ -102,6 +102,12 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
     locals_ = [n for n, s in latent.items() if s["local"] and not s["enumerated"]]
     given = {k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__}
     config = TrainConfig(**({**STOCHASTIC_DEFAULTS, **given} if locals_ else given))
+    if locals_ and model.user_guide is None and config.batch_size is not None:
+        raise OptionError(
+            "Expected full batches for method='mle' with continuous per-unit latents, but got "
+            f"batch_size={config.batch_size}; drop batch_size (the per-unit latents "
+            f"{locals_} are integrated over every unit at once)."
+        )
     enumerated = any(s["enumerated"] for s in latent.values())
     with torch.no_grad(), poutine.block():
         trace = poutine.trace(model.model).get_trace(x, **covariates)
@@ -109,12 +115,6 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
     story = dropped(model.model)
     batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
     guide, auto = _local_guide(model, story, locals_, batches, x, covariates)
-    if auto is not None and config.batch_size is not None:
-        raise OptionError(
-            "Expected full batches for method='mle' with continuous per-unit latents, but got "
-            f"batch_size={config.batch_size}; drop batch_size (the per-unit latents "
-            f"{locals_} are integrated over every unit at once)."
-        )
     nesting = model.max_plate_nesting
     particles = options.get("num_particles", NUM_PARTICLES if locals_ else 1)
     elbo = (TraceEnum_ELBO if enumerated else Trace_ELBO)(
