@@ -162,8 +162,12 @@ def _same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [dict(ADV, loss="non_saturating", lr_schedule="linear"), dict(ADV, loss="wgan_gp", n_critic=2)],
-    ids=["non-saturating-linear-schedule", "wgan-gp-two-critic-steps"],
+    [
+        dict(ADV, loss="non_saturating", lr_schedule="linear"),
+        dict(ADV, loss="wgan_gp", n_critic=2),
+        dict(ADV, loss="non_saturating", ema=0.9, r1_weight=1.0, pack=2),
+    ],
+    ids=["non-saturating-linear-schedule", "wgan-gp-two-critic-steps", "ema-r1-pack"],
 )
 def test_adversarial_interrupt_then_resume_equals_uninterrupted(options, tmp_path):
     evaluate = lambda g: {"mean": g.loc.sum()}  # noqa: E731 (evaluations are part of the state)
@@ -180,6 +184,8 @@ def test_adversarial_interrupt_then_resume_equals_uninterrupted(options, tmp_pat
     assert resumed.extras["evaluations"] == full.extras["evaluations"]
     _same_parameters(full.model, resumed.model)
     _same_parameters(full.critic, resumed.critic)
+    for name, value in full.extras.get("last_iterate", {}).items():  # EMA: the raw weights match too
+        assert torch.equal(value, resumed.extras["last_iterate"][name]), name
 
 
 def test_adversarial_checkpoint_at_start_periodically_and_at_the_end(tmp_path):

@@ -31,19 +31,22 @@ import copy
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
 
-import pyro
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from ppgen import distributed, divergences
 from ppgen.core import GenerativeModel
 from ppgen.errors import DataError, MethodError, NonFiniteLossError, OptionError
-from ppgen.inference.loop import Minibatches, check_checkpoint_options, read_checkpoint, write_checkpoint
+from ppgen.inference.adversarial_loop import TwoPlayerLoop, gradient_penalty, player_losses
+from ppgen.inference.adversarial_recipes import (
+    LOSSES,
+    RECIPES,
+    TOY_2D,
+    TOY_2D_CRITIC,
+    default_recipe,
+    toy_2d_recipe,
+)
+from ppgen.inference.loop import Minibatches, check_checkpoint_options
 from ppgen.results import Fit, check_options
 
 __all__ = [
@@ -58,51 +61,6 @@ __all__ = [
     "player_losses",
     "log_density_ratio",
 ]
-
-LOSSES = ("minimax", "non_saturating", "wgan", "wgan_gp", "hinge") + tuple(
-    f"f:{n}" for n in divergences.names()
-)
-
-#: Published defaults: DCGAN (Radford et al. 2016) for the classifier losses, WGAN (Arjovsky
-#: et al. 2017), WGAN-GP (Gulrajani et al. 2017, toy-data script), SNGAN hinge (Miyato et al. 2018).
-RECIPES: dict[str, dict[str, Any]] = {
-    "classifier": dict(n_critic=1, lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999)),
-    "wgan": dict(n_critic=5, lr_g=5e-5, lr_d=5e-5, betas=None, clip_value=0.01),
-    "wgan_gp": dict(n_critic=5, lr_g=1e-4, lr_d=1e-4, betas=(0.5, 0.9), gp_weight=10.0),
-    "hinge": dict(n_critic=1, lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999)),
-}
-
-
-#: The recipe measured best for 2-D toy mixtures (benchmarks/gan_modes.py, shared 2-CPU machine,
-#: one thread): the published learning rates are too timid for a few thousand steps; a larger
-#: rate annealed linearly to 0 sharpens the modes. Non-saturating loss, 3×256 MLPs, seed 0:
-#: 25/25 grid modes at 94% high quality with 8,000 steps (22/25 at 73% with 4,000; 21/25 at 14%
-#: with the DCGAN defaults) and 8/8 ring modes at 95% with 4,000 steps.
-#: Use as ``ppgen.fit(g, x, method="adversarial", loss="non_saturating", **TOY_2D)``.
-TOY_2D: dict[str, Any] = dict(
-    steps=8000, batch_size=256, lr_g=1e-3, lr_d=1e-3, n_critic=1, lr_schedule="linear"
-)
-
-#: The same idea for the critic losses, measured on the ring (seed 0, 2,000 generator steps):
-#: WGAN-GP and hinge need several critic steps per generator step (published n_critic = 5,
-#: Adam betas (0.5, 0.9)) but TOY_2D's larger, annealed rate — WGAN-GP 8/8 modes at 85 % high
-#: quality, hinge (spectral norm) 8/8 at 79 %; with TOY_2D's n_critic = 1 both cover almost no
-#: mode, with the published rate 1e-4 WGAN-GP found none in those steps.
-TOY_2D_CRITIC: dict[str, Any] = dict(
-    steps=2000, batch_size=256, lr_g=1e-3, lr_d=1e-3, n_critic=5, betas=(0.5, 0.9), lr_schedule="linear"
-)
-
-
-def toy_2d_recipe(loss: str) -> dict[str, Any]:
-    """The measured 2-D recipe for ``loss``: :data:`TOY_2D` for the classifier and f-GAN losses,
-    :data:`TOY_2D_CRITIC` for ``wgan_gp`` and ``hinge`` (``wgan`` keeps its published recipe)."""
-    if loss not in LOSSES:
-        raise OptionError(f"Expected loss in {list(LOSSES)}, but got {loss!r}.")
-    if loss in ("wgan_gp", "hinge"):
-        return dict(TOY_2D_CRITIC)
-    if loss == "wgan":
-        return dict(RECIPES["wgan"], steps=TOY_2D["steps"], batch_size=TOY_2D["batch_size"])
-    return dict(TOY_2D)
 
 
 @dataclass
@@ -120,6 +78,8 @@ class AdversarialConfig:
     clip_value: float | None = None
     pack: int = 1
     lr_schedule: str = "constant"
+    ema: float | None = None  # sample from this moving average of the generator's weights (e.g. 0.999)
+    r1_weight: float = 0.0  # R1 penalty γ/2 E_P ‖∇V‖² on the critic
     eval_every: int = 500
     progress: bool = True
     checkpoint: str | os.PathLike | None = None  # write the two players' training state here
@@ -144,8 +104,16 @@ class AdversarialConfig:
         for key in ("lr_d", "clip_value"):
             if not getattr(self, key) > 0:
                 raise OptionError(f"Expected {key} > 0, but got {getattr(self, key)!r}.")
-        if not self.gp_weight >= 0:
-            raise OptionError(f"Expected gp_weight >= 0, but got {self.gp_weight!r}.")
+        for key in ("gp_weight", "r1_weight"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise OptionError(f"Expected {key} >= 0, but got {value!r}.")
+        if self.ema is not None and (
+            isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0 <= self.ema < 1
+        ):
+            raise OptionError(
+                f"Expected ema as a decay in [0, 1) (e.g. 0.999) or None, but got {self.ema!r}."
+            )
         if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
             raise OptionError(f"Expected betas as two numbers in [0, 1), but got {self.betas!r}.")
         if self.lr_schedule not in ("constant", "linear"):
@@ -158,40 +126,6 @@ class AdversarialConfig:
                 f"Expected batch_size divisible by pack, but got batch_size={self.batch_size}, "
                 f"pack={self.pack}; e.g. batch_size={self.pack * max(1, self.batch_size // self.pack)}."
             )
-
-
-def player_losses(loss: str) -> tuple[Callable, Callable]:
-    """``(critic_loss(v_real, v_fake), generator_loss(v_fake))`` on raw critic outputs ``v``."""
-    if loss in ("minimax", "non_saturating"):
-
-        def critic_loss(v_real, v_fake):  # binary cross-entropy, real = 1
-            return F.softplus(-v_real).mean() + F.softplus(v_fake).mean()
-
-        if loss == "minimax":
-            return critic_loss, lambda v_fake: -F.softplus(v_fake).mean()  # E log(1 − D)
-        return critic_loss, lambda v_fake: F.softplus(-v_fake).mean()  # −E log D
-    if loss in ("wgan", "wgan_gp"):
-        return lambda v_real, v_fake: v_fake.mean() - v_real.mean(), lambda v_fake: -v_fake.mean()
-    if loss == "hinge":
-        return (
-            lambda v_real, v_fake: F.relu(1 - v_real).mean() + F.relu(1 + v_fake).mean(),
-            lambda v_fake: -v_fake.mean(),
-        )
-    div = divergences.get(loss[2:])
-
-    def f_critic_loss(v_real, v_fake):
-        t_real, conj_fake = div.bound_terms(v_real, v_fake)
-        return conj_fake.mean() - t_real.mean()
-
-    return f_critic_loss, lambda v_fake: -div.conjugate_at(v_fake).mean()
-
-
-def gradient_penalty(critic: Callable, real: torch.Tensor, fake: torch.Tensor, weight: float = 10.0):
-    """``λ E_x̂ (‖∇_x̂ V(x̂)‖₂ − 1)²`` at random interpolates ``x̂ = a·real + (1 − a)·fake`` (WGAN-GP)."""
-    alpha = torch.rand(real.shape[0], 1, dtype=real.dtype, device=real.device)
-    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
-    return weight * ((grad.norm(dim=1) - 1) ** 2).mean()
 
 
 def _default_critic(loss: str) -> torch.nn.Module:
@@ -219,13 +153,6 @@ class _LazyMLP(torch.nn.Module):
         return self.net(x)
 
 
-def _optimizer(params, lr: float, betas) -> torch.optim.Optimizer:
-    params = list(params)
-    if betas is None:  # the original WGAN recipe: no momentum
-        return torch.optim.RMSprop(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
-
-
 class Adversarial:
     """``method="adversarial"``: fit a generator by a two-player game with a critic.
 
@@ -240,7 +167,7 @@ class Adversarial:
     ``fit.extras["critic_history"]`` the critic's; ``fit.critic`` is the trained critic.
     """
 
-    #: Trains data-parallel under torchrun (see :class:`_TwoPlayerLoop`).
+    #: Trains data-parallel under torchrun (see :class:`~ppgen.inference.adversarial_loop.TwoPlayerLoop`).
     data_parallel = True
 
     name = "adversarial"
@@ -271,8 +198,10 @@ class Adversarial:
             raise OptionError(
                 f"Expected data without covariates for method='adversarial', but got {sorted(covariates)}."
             )
+        recipe_name, recipe = default_recipe(options.get("loss", "non_saturating"), tuple(x.shape[1:]))
+        resolved = {**recipe, **options}  # an option the user gives always wins over the recipe's
         config = AdversarialConfig(
-            **{k: v for k, v in options.items() if k in AdversarialConfig.__dataclass_fields__}
+            **{k: v for k, v in resolved.items() if k in AdversarialConfig.__dataclass_fields__}
         )
         gen_params = [p for p in model.parameters() if p.requires_grad]
         if not gen_params and config.lr_g > 0:
@@ -298,7 +227,7 @@ class Adversarial:
         if callable(getattr(critic, "build", None)):
             critic.build(width, x.dtype)
         critic.to(x.dtype)
-        loop = _TwoPlayerLoop(model, critic, config, options.get("evaluate"))
+        loop = TwoPlayerLoop(model, critic, config, options.get("evaluate"))
         batches = Minibatches(x, {}, config.batch_size, options.get("seed"))
         start = time.perf_counter()
         error = None
@@ -306,6 +235,7 @@ class Adversarial:
             interrupted = loop.run(batches)
         except NonFiniteLossError as err:
             error, interrupted = err, True
+        last_iterate = loop.finish()
         fit = Fit(
             model=model,
             method=self.name,
@@ -320,192 +250,14 @@ class Adversarial:
                 "critic_history": loop.d_history,
                 "evaluations": loop.evaluations,
                 "config": asdict(config),
+                "recipe": recipe_name,
+                **({"last_iterate": last_iterate} if last_iterate is not None else {}),
             },
         )
         if error is not None:
             error.fit = fit
             raise error
         return fit
-
-
-class _TwoPlayerLoop:
-    """``n_critic`` critic steps, then one generator step; history of both losses."""
-
-    def __init__(self, generator, critic, config: AdversarialConfig, evaluate: Callable | None):
-        self.generator, self.critic, self.config, self.evaluate = generator, critic, config, evaluate
-        self.critic_loss, self.generator_loss = player_losses(config.loss)
-        self.g_params = [p for p in generator.parameters() if p.requires_grad]
-        self.d_params = [p for p in critic.parameters() if p.requires_grad]
-        self.opt_g = _optimizer(self.g_params, config.lr_g, config.betas) if config.lr_g > 0 else None
-        self.opt_d = _optimizer(self.d_params, config.lr_d, config.betas)
-        self.schedules = []
-        if config.lr_schedule == "linear":  # anneal both learning rates linearly to 0 over the run
-            decay = lambda step: max(0.0, 1.0 - step / config.steps)  # noqa: E731
-            self.schedules = [
-                torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (self.opt_g, self.opt_d) if o
-            ]
-        self.g_history: list[float] = []
-        self.d_history: list[float] = []
-        self.evaluations: list[dict[str, float]] = []
-        # Data-parallel (torchrun): both players start from rank 0's weights, every rank draws its
-        # own noise, and each player's gradients are averaged over ranks before its step.
-        self.data_parallel = distributed.is_distributed()
-        if self.data_parallel:
-            distributed.broadcast_parameters(self.g_params + self.d_params)
-            torch.manual_seed(torch.initial_seed() + distributed.rank())
-
-    def _synchronise(self, loss: torch.Tensor, params) -> float:
-        value = float(loss.detach())
-        if self.data_parallel:
-            distributed.average_gradients(params)
-            value = distributed.average_value(value)
-        return value
-
-    def _pack(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.config.pack
-        rows = x.shape[0] - x.shape[0] % m
-        return x[:rows].reshape(rows // m, -1)  # (B/m, m·D)
-
-    def _guard(self, value: float, params, player: str, step: int) -> None:
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"Expected a finite {player} loss, but got {value} at step {step}; both players keep "
-                "their last finite parameters (error.fit). Lower lr_g/lr_d or standardise the data."
-            )
-        grads = [p.grad for p in params if p.grad is not None]
-        if grads and not math.isfinite(float(torch.nn.utils.get_total_norm(grads))):
-            raise NonFiniteLossError(
-                f"Expected finite {player} gradients, but got NaN/inf at step {step}; both players "
-                "keep their last finite parameters (error.fit). Lower lr_g/lr_d or standardise the data."
-            )
-
-    def _critic_step(self, real: torch.Tensor, step: int) -> None:
-        cfg = self.config
-        with torch.no_grad():
-            fake = self.generator.rsample(real.shape[0])
-        real_p, fake_p = self._pack(real), self._pack(fake)
-        loss = self.critic_loss(self.critic(real_p).squeeze(-1), self.critic(fake_p).squeeze(-1))
-        if cfg.loss == "wgan_gp":
-            loss = loss + gradient_penalty(self.critic, real_p, fake_p, cfg.gp_weight)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        value = self._synchronise(loss, self.d_params)
-        self._guard(value, self.d_params, "critic", step)
-        self.opt_d.step()
-        if cfg.loss == "wgan":
-            with torch.no_grad():
-                for p in self.d_params:
-                    p.clamp_(-cfg.clip_value, cfg.clip_value)
-        self.d_history.append(value)
-
-    def _generator_step(self, batch: int, step: int) -> None:
-        self.critic.requires_grad_(False)
-        try:
-            loss = self.generator_loss(self.critic(self._pack(self.generator.rsample(batch))).squeeze(-1))
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-        finally:
-            self.critic.requires_grad_(True)
-        value = self._synchronise(loss, self.g_params)
-        self._guard(value, self.g_params, "generator", step)
-        self.opt_g.step()
-        self.g_history.append(value)
-
-    def state(self, step: int, batches: Minibatches) -> dict:
-        """Everything the game's future depends on, after ``step`` complete generator steps."""
-        return {
-            "step": step,
-            "generator": self.generator.state_dict(),
-            "critic": self.critic.state_dict(),
-            "opt_g": self.opt_g.state_dict() if self.opt_g is not None else None,
-            "opt_d": self.opt_d.state_dict(),
-            "schedules": [schedule.state_dict() for schedule in self.schedules],
-            "rng": pyro.util.get_rng_state(),
-            "batches": batches.generator.get_state(),
-            "g_history": self.g_history,
-            "d_history": self.d_history,
-            "evaluations": self.evaluations,
-        }
-
-    def restore(self, path, batches: Minibatches) -> int:
-        saved = read_checkpoint(path, "adversarial")
-        try:
-            self.generator.load_state_dict(saved["generator"])
-            self.critic.load_state_dict(saved["critic"])
-        except RuntimeError as err:
-            raise OptionError(
-                f"Expected a checkpoint of this generator and critic, but {str(path)!r} holds others "
-                f"({str(err).splitlines()[0]}); resume with the same model and options."
-            ) from None
-        if (saved["opt_g"] is None) != (self.opt_g is None) or len(saved["schedules"]) != len(self.schedules):
-            raise OptionError(
-                f"Expected the options of the run saved in {str(path)!r} (lr_g, lr_schedule), but they "
-                "differ."
-            )
-        if self.opt_g is not None:
-            self.opt_g.load_state_dict(saved["opt_g"])
-        self.opt_d.load_state_dict(saved["opt_d"])
-        for schedule, state in zip(self.schedules, saved["schedules"]):
-            schedule.load_state_dict(state)
-        pyro.util.set_rng_state(saved["rng"])
-        batches.generator.set_state(saved["batches"])
-        self.g_history, self.d_history = list(saved["g_history"]), list(saved["d_history"])
-        self.evaluations = list(saved["evaluations"])
-        return saved["step"]
-
-    def run(self, batches: Minibatches) -> bool:
-        """Train for ``config.steps`` generator steps; return True when interrupted (Ctrl-C)."""
-        cfg = self.config
-        first = self.restore(cfg.resume, batches) if cfg.resume is not None else 0
-        saving = cfg.checkpoint is not None and distributed.is_main()
-
-        def save(step: int) -> None:
-            write_checkpoint(cfg.checkpoint, "adversarial", self.state(step, batches))
-
-        if saving and first == 0:
-            save(0)  # so a run cut short before its first periodic save can still resume
-        done, in_step = first, False  # generator steps completed; a step under way
-        bar = tqdm(
-            range(first, cfg.steps),
-            desc=f"adversarial {cfg.loss}",
-            disable=not cfg.progress,
-            leave=False,
-            initial=first,
-            total=cfg.steps,
-        )
-        try:
-            for step in bar:
-                in_step = True
-                for _ in range(cfg.n_critic):
-                    real = batches.next()[0]
-                    self._critic_step(real, step)
-                if self.opt_g is not None:  # lr_g = 0: a fixed generator, the critic learns a density ratio
-                    self._generator_step(real.shape[0], step)
-                for schedule in self.schedules:
-                    schedule.step()
-                if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-                    self._evaluate(step, bar)
-                done, in_step = step + 1, False
-                if saving and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                    save(done)
-        except KeyboardInterrupt:
-            if saving and not in_step:  # between steps: this state is complete
-                save(done)
-            return True
-        finally:
-            bar.close()
-        return False
-
-    def _evaluate(self, step: int, bar) -> None:
-        shown = {"d": f"{self.d_history[-1]:.3g}"}
-        if self.g_history:
-            shown["g"] = f"{self.g_history[-1]:.3g}"
-        if self.evaluate is not None:
-            with torch.no_grad():
-                scores = {k: float(v) for k, v in dict(self.evaluate(self.generator)).items()}
-            self.evaluations.append({"step": step + 1, **scores})
-            shown.update({k: f"{v:.3g}" for k, v in scores.items()})
-        bar.set_postfix(shown)
 
 
 def log_density_ratio(fit: Fit, x: torch.Tensor) -> torch.Tensor:
