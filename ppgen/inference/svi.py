@@ -11,7 +11,9 @@ directly (same objective, verified in the tests) and skip Pyro's tracing overhea
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,6 +30,7 @@ from ppgen.inference.autoguide import (
     build_parameters,
     laplace,
 )
+from ppgen.inference.compiled import CompiledLoss
 from ppgen.inference.loop import Minibatches, TrainConfig, train, training_mode
 from ppgen.inference.validation import Validation, split_validation
 from ppgen.results import Fit, check_options
@@ -69,7 +72,7 @@ class MLE:
     """Maximum likelihood by stochastic gradients (minibatches through the data plate)."""
 
     name = "mle"
-    options = _TRAIN_KEYS | {"seed", "validation", "num_particles"}
+    options = _TRAIN_KEYS | {"seed", "validation", "num_particles", "compile"}
 
     def check(self, model: GenerativeModel) -> None:
         _check_trainable(model, self.name)
@@ -109,18 +112,22 @@ class MLE:
         )
         _check_minibatch(model, covariates, batches)
 
+        total_log_prob = _direct_total_log_prob(model) if use_log_prob else None
+
         def rows_loss(xb, cov, scale, n):
             if use_log_prob:
-                return -model.log_prob(xb).sum() * scale / n
+                return total_log_prob(xb) * (-scale / n)
             with batches.scaled(scale, model.unit_plate):
                 return elbo.differentiable_loss(model.model, model.guide, xb, **cov) / n
 
         track = _tracker(held, rows_loss, options, model)
+        params = list(model.parameters())
+        step_loss = CompiledLoss(rows_loss, params, batches, _compile(options, not use_log_prob))
         start = time.perf_counter()
         with training_mode(model):
             history, converged = train(
-                lambda: rows_loss(*batches.next(), n),
-                list(model.parameters()),
+                lambda: step_loss(*batches.next(), n),
+                params,
                 config,
                 desc="mle",
                 batches=batches,
@@ -136,8 +143,18 @@ class MLE:
             options=options,
             covariates=covariates,
             n_train=n,
-            extras=track.extras(held) if track is not None else {},
+            extras={**(track.extras(held) if track is not None else {}), "compiled": step_loss.state},
         )
+
+
+def _compile(options: dict, traceable: bool) -> str | None:
+    """None to trace the loss (the default for Pyro ELBOs), else why not (``fit.extras["compiled"]``)."""
+    value = options.get("compile", True)
+    if not isinstance(value, bool):
+        raise OptionError(f"Expected compile=True or False, but got {value!r}.")
+    if not value:
+        return "off (compile=False)"
+    return None if traceable else "not needed (the model's own log_prob or loss, no Pyro ELBO)"
 
 
 def _tracker(held, rows_loss, options: dict, *modules) -> Validation | None:
@@ -172,6 +189,7 @@ class SVI:
         "init_scale",
         "init",
         "validation",
+        "compile",
     }
 
     def check(self, model: GenerativeModel) -> None:
@@ -259,10 +277,12 @@ class SVI:
                 return elbo.differentiable_loss(model.model, guide, xb, **cov) / n
 
         track = _tracker(held, rows_loss, options, model, auto, guide)
+        traceable = not model_loss and loss_name in ("elbo", "enum")
+        step_loss = CompiledLoss(rows_loss, params, batches, _compile(options, traceable))
         start = time.perf_counter()
         with training_mode(model, auto, guide):
             history, converged = train(
-                lambda: rows_loss(*batches.next(), n),
+                lambda: step_loss(*batches.next(), n),
                 params,
                 config,
                 desc=self.name,
@@ -282,7 +302,7 @@ class SVI:
             guide=auto if auto is not None else guide,
             covariates=covariates,
             n_train=n,
-            extras=track.extras(held) if track is not None else {},
+            extras={**(track.extras(held) if track is not None else {}), "compiled": step_loss.state},
         )
         if auto is not None:
             if guide_name == "laplace":
@@ -309,6 +329,30 @@ class MAP(SVI):
     def fit(self, model, x, covariates, **options):
         check_options(options, self.options, self.name)
         return self._fit(model, x, covariates, guide="delta", **options)
+
+
+def _direct_total_log_prob(model: GenerativeModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``Σ_n log p(x_n)`` as ``mle`` minimises it: the model's ``log_prob_total`` when it has one
+    (a fused sum), else ``log_prob(x).sum()``, both without PyroModule's parameter effects.
+
+    Inside a ``@pyro_method`` every read of a constrained parameter is a ``pyro.param`` message
+    through the effect stack (a sixth of a small model's step); outside it the read is the
+    transform of the module's own tensor — the one the optimiser holds — and nothing else, as
+    nothing traces this loss. A model with priors keeps the methods as they are: its
+    ``PyroSample`` attributes need the context.
+    """
+    if model.is_bayesian:
+        return lambda x: model.log_prob(x).sum()
+    # The fused sum counts only where it is written beside the log_prob in force: a subclass
+    # that overrides log_prob alone has a different density.
+    owner = next(c for c in type(model).__mro__ if "log_prob" in c.__dict__)
+    total = owner.__dict__.get("log_prob_total")
+    if total is not None:
+        return functools.partial(getattr(total, "__wrapped__", total), model)
+    log_prob = getattr(type(model).log_prob, "__wrapped__", None)
+    if log_prob is None:
+        return lambda x: model.log_prob(x).sum()
+    return lambda x: log_prob(model, x).sum()
 
 
 def _plate_nesting(model: GenerativeModel, options: dict) -> int:

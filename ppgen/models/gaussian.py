@@ -145,6 +145,23 @@ class Gaussian(GenerativeModel):
             log_det = scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         return -0.5 * (z * z).sum(-1) - log_det - 0.5 * self.dim * _LOG_2PI
 
+    def log_prob_total(self, x: torch.Tensor) -> torch.Tensor:
+        """``Σ_n log N(x_n | loc, L Lᵀ) = -½ Σ_n ‖L⁻¹(x_n - loc)‖² - N (Σ log diag L + (d/2) log 2π)``.
+
+        ``mle``'s loss: the per-row constants become one product, so a step touches the data
+        four times (difference, scale, square, sum) instead of seven."""
+        self._check_dim(x)
+        loc, rows = self.loc, x.shape[0]
+        if self.covariance == "diag":
+            scale = self.scale
+            z = (x - loc) / scale
+            log_det = scale.log().sum(-1)
+        else:
+            scale_tril = self.scale_tril
+            z = torch.linalg.solve_triangular(scale_tril, (x - loc).T, upper=False)
+            log_det = scale_tril.diagonal().log().sum()
+        return -0.5 * (z * z).sum() - rows * (log_det + 0.5 * self.dim * _LOG_2PI)
+
     def fit_exact(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Closed-form MLE: sample mean and the covariance with divisor ``n`` (not ``n-1``)."""
         x = as_tensor(x, name="x", ndim=2)
