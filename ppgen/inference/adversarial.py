@@ -171,7 +171,7 @@ class Adversarial:
     data_parallel = True
 
     name = "adversarial"
-    options = set(AdversarialConfig.__dataclass_fields__) | {"critic", "evaluate", "seed"}
+    options = set(AdversarialConfig.__dataclass_fields__) | {"critic", "evaluate", "seed", "recipe"}
 
     def check(self, model: GenerativeModel) -> None:
         if callable(getattr(model, "check_generator", None)):  # a program: its observed site is the sample
@@ -198,7 +198,9 @@ class Adversarial:
             raise OptionError(
                 f"Expected data without covariates for method='adversarial', but got {sorted(covariates)}."
             )
-        recipe_name, recipe = default_recipe(options.get("loss", "non_saturating"), tuple(x.shape[1:]))
+        recipe_name, recipe = default_recipe(
+            options.get("loss", "non_saturating"), tuple(x.shape[1:]), options.get("recipe")
+        )
         resolved = {**recipe, **options}  # an option the user gives always wins over the recipe's
         config = AdversarialConfig(
             **{k: v for k, v in resolved.items() if k in AdversarialConfig.__dataclass_fields__}

@@ -8,8 +8,9 @@ Two sources, most specific first, and the user's own options always win key by k
 * **anything else**: the loss's published defaults (:data:`RECIPES`; a 3×256 MLP critic,
   5,000 generator steps, batches of 256).
 
-``ppgen.fit(g, x, method="adversarial")`` on 2-D data is therefore the measured recipe, and
-``ppgen.fit(g, x, method="adversarial", steps=500)`` is the recipe shortened to 500 steps.
+``ppgen.fit(g, x, method="adversarial")`` on 2-D data is therefore the measured recipe,
+``ppgen.fit(g, x, method="adversarial", steps=500)`` is the recipe shortened to 500 steps, and
+``recipe="published"`` (or ``"toy_2d"``) picks the source whatever the data.
 ``fit.extras["recipe"]`` names the source and ``fit.extras["config"]`` holds every resolved value.
 """
 
@@ -68,10 +69,14 @@ def toy_2d_recipe(loss: str) -> dict[str, Any]:
     return dict(TOY_2D)
 
 
-def default_recipe(loss: str, row_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+def default_recipe(
+    loss: str, row_shape: tuple[int, ...], recipe: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """``(name, options)`` a fit of ``loss`` on rows of ``row_shape`` starts from: ``("toy_2d",
-    toy_2d_recipe(loss))`` for rows of two numbers, ``("published", {})`` otherwise (the
-    config then falls back to :data:`RECIPES`)."""
-    if tuple(row_shape) == (2,):
+    toy_2d_recipe(loss))`` for rows of two numbers, ``("published", {})`` otherwise (the config
+    then falls back to :data:`RECIPES`). ``recipe="toy_2d"`` or ``"published"`` picks one."""
+    if recipe not in (None, "toy_2d", "published"):
+        raise OptionError(f"Expected recipe in ('toy_2d', 'published') or None, but got {recipe!r}.")
+    if recipe == "toy_2d" or (recipe is None and tuple(row_shape) == (2,)):
         return "toy_2d", toy_2d_recipe(loss)
     return "published", {}

@@ -367,3 +367,16 @@ def test_default_recipe_moves_samples_toward_the_data():
     fit = ppgen.fit(g, x, method="adversarial", steps=400, critic=MLPCritic((32, 32)), seed=0, progress=False)
     assert fit.extras["recipe"] == "toy_2d"
     assert gap(fit.model) < 0.25 * before
+
+
+def test_recipe_option_picks_the_source_whatever_the_data(monkeypatch):
+    _stub_training(monkeypatch)
+    g2, g3 = MLPGenerator(2, 2, hidden=(8,)), MLPGenerator(2, 3, hidden=(8,))
+    fit = ppgen.fit(g2, torch.randn(64, 2), method="adversarial", recipe="published")
+    assert (
+        fit.extras["recipe"] == "published" and fit.extras["config"]["lr_g"] == RECIPES["classifier"]["lr_g"]
+    )
+    fit = ppgen.fit(g3, torch.randn(64, 3), method="adversarial", recipe="toy_2d")
+    assert fit.extras["recipe"] == "toy_2d" and fit.extras["config"]["steps"] == TOY_2D["steps"]
+    with pytest.raises(OptionError, match="recipe in"):
+        ppgen.fit(g2, torch.randn(64, 2), method="adversarial", recipe="fast")
