@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's length")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--merge", action="store_true", help="keep the saved rows of cells not rerun")
     args = parser.parse_args()
     steps, draws, seeds = args.steps, args.draws, args.seeds
     if args.quick:
@@ -125,6 +126,12 @@ def main() -> None:
         for row in pool.map(run_one, *zip(*grid), [steps] * len(grid)):
             rows.append(row)
             print(json.dumps(row), flush=True)
+    saved = OUT / "gan_modes.json"
+    if args.merge and saved.is_file():
+        rerun = {(r["data"], r["loss"]) for r in rows}
+        rows = [
+            r for r in json.loads(saved.read_text())["rows"] if (r["data"], r["loss"]) not in rerun
+        ] + rows
     summary = summarise(rows)
     print(f"{'benchmark':26s} {'modes (min-max)':>16s} {'HQ % (min-max)':>16s} {'s/fit (max)':>12s}")
     for key, s in summary.items():
@@ -135,9 +142,7 @@ def main() -> None:
         )
     OUT.mkdir(exist_ok=True)
     meta = {"jobs": args.jobs, "loadavg": os.getloadavg(), "draws": {d: DRAWS[d] for d in draws}}
-    (OUT / "gan_modes.json").write_text(
-        json.dumps({"rows": rows, "summary": summary, "machine": meta}, indent=2)
-    )
+    saved.write_text(json.dumps({"rows": rows, "summary": summary, "machine": meta}, indent=2))
 
 
 if __name__ == "__main__":

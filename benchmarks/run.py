@@ -14,7 +14,8 @@ its report goes to ``benchmarks/out/quick/`` and the full-size JSON files alread
 
 Run: ``python benchmarks/run.py`` (full; tens of minutes on 2 cores) or ``--quick``;
 ``--only kde em scaling`` reruns a subset (merged into the last report; ``scaling`` is the
-curves), ``--no-scaling`` skips the curves, ``--report-only`` rebuilds the reports from the
+curves), ``--collect gan_modes`` takes a benchmark's output files from a run made on its own,
+``--no-scaling`` skips the curves, ``--report-only`` rebuilds the reports from the
 last ``results.json``. A full run also rewrites the performance table in README.md (between
 its ``benchmarks:start``/``benchmarks:end`` markers) from the summary rows.
 """
@@ -128,6 +129,23 @@ def run_benchmark(name: str, quick: bool, timeout: float) -> dict:
             results[file] = json.loads(path.read_text())
     record["results"] = results
     return record
+
+
+def collect_benchmark(name: str) -> dict:
+    """The record of a benchmark run by hand (e.g. the hour-long gan_modes grid on its own):
+    its output files as they are, dated by their modification time; nothing is rerun."""
+    outputs = BENCHMARKS[name][3]
+    paths = [OUT / file for file in outputs if (OUT / file).exists()]
+    if not paths:
+        return {"status": "missing", "seconds": 0.0}
+    written = max(p.stat().st_mtime for p in paths)
+    return {
+        "status": "ok",
+        "seconds": 0.0,
+        "command": [f"benchmarks/{name}.py", "(run separately; collected)"],
+        "date": dt.datetime.fromtimestamp(written, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "results": {p.name: json.loads(p.read_text()) for p in paths},
+    }
 
 
 # ------------------------------------------------------------------------- scaling
@@ -551,6 +569,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rebuild results.md and the README table from the last results.json; run nothing",
     )
+    parser.add_argument(
+        "--collect",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="take these benchmarks' output files as they are (run separately) instead of running them",
+    )
     parser.add_argument("--scaling-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.scaling_child:
@@ -568,10 +593,12 @@ def main(argv: list[str] | None = None) -> int:
     saved = {p: p.read_bytes() for p in OUT.glob("*.json")} if args.quick else {}
     runs = {}
     try:
-        for name in [n for n in args.only or BENCHMARKS if n != "scaling"]:
+        for name in [n for n in args.only or BENCHMARKS if n != "scaling" and n not in args.collect]:
             print(f"[run] {name} ...", flush=True)
             runs[name] = run_benchmark(name, args.quick, timeout)
             print(f"[run] {name}: {runs[name]['status']} in {runs[name]['seconds']}s", flush=True)
+        for name in args.collect:
+            runs[name] = collect_benchmark(name)
     finally:
         if args.quick:
             for path in OUT.glob("*.json"):
@@ -584,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     report_dir.mkdir(parents=True, exist_ok=True)
     previous = report_dir / "results.json"
-    if (args.only or args.no_scaling) and previous.exists():
+    if (args.only or args.no_scaling or args.collect) and previous.exists():
         # A partial rerun updates its part of the last report and keeps the rest.
         old = json.loads(previous.read_text())
         runs = {**old.get("benchmarks", {}), **runs}

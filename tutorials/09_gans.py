@@ -185,8 +185,9 @@ print(pd.DataFrame(rows).round(3).to_string(index=False))
 
 # %% [markdown]
 # Short runs undercount: the critic losses need thousands of steps of 5 critic updates each to
-# find all the modes. The full-length comparison — the measured 2-D recipes, 256×256×256 networks,
-# three seeds, the ring and a 5×5 grid — takes about half an hour, so it is read from the last
+# find all the modes. The full-length comparison — the default call (the measured 2-D recipes),
+# 256×256×256 networks, five seeds × two data draws, the ring and a 5×5 grid — takes about an
+# hour on two cores, so it is read from the last
 # `make bench` run (`benchmarks/results.json`), with its date and the command that reproduces it.
 
 # %%
@@ -198,12 +199,13 @@ else:
     quoted = pd.DataFrame(
         [
             {"data": key.split("/")[0], "loss": key.split("/")[1], "modes": v["modes"],
+             "min": v.get("modes_min", v["modes"]), "runs": v.get("runs", 3),
              "high quality %": 100 * v["high_quality"], "KL to uniform": v["kl_uniform"],
              "steps": toy_2d_recipe(key.split("/")[1])["steps"], "seconds per fit": v["seconds"]}
             for key, v in summary.items()
         ]
     )  # fmt: skip
-    print(f"quoted, not trained here ({quote.source()}); mean of 3 seeds:")
+    print(f"quoted, not trained here ({quote.source()}); mean over seeds x data draws:")
     print(quoted.round(2).to_string(index=False))
 fig, axes = plt.subplots(1, len(samples), figsize=(4 * len(samples), 4))
 for ax, (label, s) in zip(axes, samples.items()):

@@ -144,13 +144,13 @@ def _run(ctx: TourContext) -> None:
 
 
 def _quoted(ctx: TourContext) -> None:
-    """The three losses at their full recipe length, three seeds, ring and grid: too long for a
-    tour, so read from the last ``make bench`` run, with its date and command."""
+    """The three losses at their full recipe length over seeds and data draws, ring and grid: too
+    long for a tour, so read from the last ``make bench`` run, with its date and command."""
     quote = ctx.benchmark("gan_modes")
     if quote is None:
         ctx.text(
             "No benchmark results found (benchmarks/results.json): run `make bench` (or "
-            "`python benchmarks/gan_modes.py`) for the three losses at full length, three seeds each."
+            "`python benchmarks/gan_modes.py`) for the three losses at full length over seeds and draws."
         )
         return
     summary = quote.results.get("gan_modes.json", {}).get("summary", {})
@@ -162,7 +162,9 @@ def _quoted(ctx: TourContext) -> None:
                 "data": data,
                 "loss": loss,
                 "modes": value["modes"],
+                "min": value.get("modes_min", value["modes"]),
                 "of": 8 if data == "ring8" else 25,
+                "runs": value.get("runs", 3),
                 "high quality %": 100 * value["high_quality"],
                 "KL to uniform": value["kl_uniform"],
                 "steps": toy_2d_recipe(loss)["steps"],
@@ -172,7 +174,7 @@ def _quoted(ctx: TourContext) -> None:
         ctx.number(f"quoted_{data}_{loss}_modes", value["modes"])
     ctx.table(
         pd.DataFrame(rows),
-        f"Quoted, not trained here: mean of 3 seeds with the measured 2-D recipes and 256x256x256 "
-        f"networks ({quote.source()})",
+        f"Quoted, not trained here: mean over seeds x data draws ('runs') of the default call, the "
+        f"measured 2-D recipes with 256x256x256 networks ({quote.source()})",
         fold=False,
     )
