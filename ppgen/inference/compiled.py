@@ -78,7 +78,13 @@ class CompiledLoss:
         traced = self.traces.get(key)
         if traced is None:
             return self._trace(key, inputs, covariates, names, bool(rows), scale, n)
-        return traced(*inputs)
+        rng = torch.get_rng_state()
+        try:
+            return traced(*inputs)
+        except RuntimeError as error:  # the executor re-optimises the graph on later calls
+            torch.set_rng_state(rng)
+            self.state = f"eager: the compiled loss failed at a later step ({_first_line(error)})"
+            return self.rows_loss(xb, covariates, scale, n)
 
     def _trace(self, key, inputs, covariates, names, subsampled, scale, n) -> torch.Tensor:
         others = {k: v for k, v in covariates.items() if k not in names}
@@ -109,7 +115,7 @@ class CompiledLoss:
         except _Untraceable as error:
             mismatch = str(error)
         except Exception as error:  # noqa: BLE001 — any failure to trace means "stay eager"
-            mismatch = f"tracing failed ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+            mismatch = f"tracing failed ({type(error).__name__}: {_first_line(error)})"
         if subsampled:
             batches.indices = inputs[-1]
         if mismatch is not None:
@@ -152,6 +158,11 @@ def _program_branch(caught: list) -> str | None:
     return None
 
 
+def _first_line(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:200]
+
+
 def _gradients(value: torch.Tensor, params: list[torch.Tensor], keep: bool = False) -> list:
     return list(torch.autograd.grad(value, params, retain_graph=keep, allow_unused=True))
 
@@ -162,7 +173,8 @@ def _mismatch(eager_value, value, eager_grads, grads) -> str | None:
         return f"the compiled loss has shape {tuple(value.shape)}, the eager {tuple(eager_value.shape)}"
     tol = RELATIVE_TOLERANCE.get(eager_value.dtype, 1e-4)
     if not _close(value.detach(), eager_value.detach(), tol):
-        return f"the compiled loss {float(value.detach()):.6g} differs from the eager {float(eager_value.detach()):.6g}"
+        mine, eager = float(value.detach()), float(eager_value.detach())
+        return f"the compiled loss {mine:.6g} differs from the eager {eager:.6g}"
     for i, (a, b) in enumerate(zip(eager_grads, grads)):
         if (a is None) != (b is None):
             return f"parameter {i} has a gradient in only one of the compiled and the eager loss"

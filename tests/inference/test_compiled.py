@@ -144,3 +144,23 @@ def test_mle_on_a_subclass_uses_its_own_log_prob():
     fit = ppgen.fit(Pulled(dim=1).double(), x, method="mle", num_steps=1500, lr=0.05, progress=False)
     assert abs(float(fit.params["loc"]) - expected) < 1e-2
     assert expected - mean > 0.5
+
+
+def test_a_compiled_loss_failing_later_falls_back_to_the_eager_one():
+    # Reference: the eager value. The graph executor re-optimises a trace on later calls and may
+    # fail there (e.g. a fuser the build lacks); the step is redone eagerly from the same state.
+    weight = torch.nn.Parameter(torch.ones(3))
+    loss = CompiledLoss(lambda xb, cov, scale, n: (weight * xb).sum(), [weight])
+    for _ in range(2):
+        loss(torch.ones(4, 3), {}, 1.0, 4)
+    assert loss.state == "compiled"
+
+    def broken(*inputs):
+        raise RuntimeError(
+            "The following operation failed in the TorchScript interpreter.\nLLVM Backend not found"
+        )
+
+    loss.traces = dict.fromkeys(loss.traces, broken)
+    assert float(loss(torch.ones(4, 3), {}, 1.0, 4).detach()) == 12.0
+    assert loss.state == "eager: the compiled loss failed at a later step (LLVM Backend not found)"
+    assert float(loss(torch.full((4, 3), 2.0), {}, 1.0, 4).detach()) == 24.0
