@@ -131,18 +131,7 @@ class Gaussian(GenerativeModel):
         Written out rather than through ``torch.distributions`` (the same density as the story's,
         tested equal): the distribution object's construction and argument checks cost more than
         the arithmetic on small data, and ``mle`` calls this every step."""
-        self._check_dim(x)
-        loc = self.loc
-        if self.covariance == "diag":
-            scale = self.scale
-            z = (x - loc) / scale
-            log_det = scale.log().sum(-1)
-        else:
-            scale_tril = self.scale_tril
-            # All rows in one solve: a (d, N) right-hand side (batches of draws broadcast in front).
-            diff = (x - loc).transpose(-1, -2)
-            z = torch.linalg.solve_triangular(scale_tril, diff, upper=False).transpose(-1, -2)
-            log_det = scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        z, log_det = self._whitened(x)
         return -0.5 * (z * z).sum(-1) - log_det - 0.5 * self.dim * _LOG_2PI
 
     def log_prob_total(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,17 +139,21 @@ class Gaussian(GenerativeModel):
 
         ``mle``'s loss: the per-row constants become one product, so a step touches the data
         four times (difference, scale, square, sum) instead of seven."""
+        z, log_det = self._whitened(x)
+        return -0.5 * (z * z).sum() - x.shape[0] * (log_det + 0.5 * self.dim * _LOG_2PI)
+
+    def _whitened(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L⁻¹(x - loc) per row, Σ log diag L)``."""
         self._check_dim(x)
-        loc, rows = self.loc, x.shape[0]
+        loc = self.loc
         if self.covariance == "diag":
             scale = self.scale
-            z = (x - loc) / scale
-            log_det = scale.log().sum(-1)
-        else:
-            scale_tril = self.scale_tril
-            z = torch.linalg.solve_triangular(scale_tril, (x - loc).T, upper=False)
-            log_det = scale_tril.diagonal().log().sum()
-        return -0.5 * (z * z).sum() - rows * (log_det + 0.5 * self.dim * _LOG_2PI)
+            return (x - loc) / scale, scale.log().sum(-1)
+        scale_tril = self.scale_tril
+        # All rows in one solve: a (d, N) right-hand side (batches of draws broadcast in front).
+        diff = (x - loc).transpose(-1, -2)
+        z = torch.linalg.solve_triangular(scale_tril, diff, upper=False).transpose(-1, -2)
+        return z, scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
     def fit_exact(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Closed-form MLE: sample mean and the covariance with divisor ``n`` (not ``n-1``)."""
