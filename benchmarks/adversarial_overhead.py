@@ -68,6 +68,7 @@ def main() -> None:
             x,
             method="adversarial",
             loss="non_saturating",
+            recipe="published",  # the plain loop's DCGAN rates, no R1, no weight averaging
             critic=critic,
             steps=args.steps,
             batch_size=256,

@@ -115,18 +115,34 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's length")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--merge", action="store_true", help="keep the saved rows of cells not rerun")
+    parser.add_argument("--out", type=Path, default=OUT / "gan_modes.json", help="where to write")
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="merge these runs' rows into --out; train nothing",
+    )
     args = parser.parse_args()
     steps, draws, seeds = args.steps, args.draws, args.seeds
     if args.quick:
         steps, draws, seeds = steps or 200, ["held_out"], seeds[:1]
     grid = [(loss, d, w, s) for d in args.datasets for loss in args.losses for w in draws for s in seeds]
+    if args.combine:  # cells run separately (e.g. two processes at once): one report
+        parts = [json.loads(path.read_text()) for path in args.combine]
+        rows = [row for part in parts for row in part["rows"]]
+        machine = {"combined": [str(p) for p in args.combine], "parts": [part["machine"] for part in parts]}
+        args.out.write_text(
+            json.dumps({"rows": rows, "summary": summarise(rows), "machine": machine}, indent=2)
+        )
+        return
     rows = []
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no shared torch state
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=context) as pool:
         for row in pool.map(run_one, *zip(*grid), [steps] * len(grid)):
             rows.append(row)
             print(json.dumps(row), flush=True)
-    saved = OUT / "gan_modes.json"
+    saved = args.out
     if args.merge and saved.is_file():
         rerun = {(r["data"], r["loss"]) for r in rows}
         rows = [

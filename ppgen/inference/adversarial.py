@@ -160,6 +160,10 @@ class Adversarial:
     ``(N, pack·D) -> (N, 1)``; default a 3×256 MLP), ``steps``, ``batch_size``, ``n_critic``,
     ``lr_g``, ``lr_d`` (``lr_g=0`` holds the generator fixed), ``betas`` (``None`` = RMSprop),
     ``lr_schedule`` (``"constant"`` or ``"linear"`` decay to 0), ``gp_weight``, ``clip_value``, ``pack``,
+    ``r1_weight`` (γ of the R1 penalty ``γ/2 E_P ‖∇V‖²`` on the critic), ``ema`` (sample from this
+    moving average of the generator's weights; ``fit.extras["last_iterate"]`` keeps the raw ones),
+    ``recipe`` (``"toy_2d"`` or ``"published"``: where left-out options come from; by default the
+    measured 2-D recipe for rows of two numbers, see :mod:`~ppgen.inference.adversarial_recipes`),
     ``evaluate`` (``generator -> {name: float}``, run every ``eval_every`` steps and shown on
     the progress bar), ``progress``, ``seed``, ``checkpoint``/``checkpoint_every``/``resume``
     (both players, both optimisers, schedules, random states and histories; a resumed run
