@@ -9,7 +9,8 @@ measured is the default recipe (``ppgen.inference.adversarial_recipes``).
 
 Two independent data draws per benchmark: ``tuning`` (generator seed 777, 50,000 points,
 float32: the draw the recipe was chosen on) and ``held_out`` (seed 31337, never used in tuning,
-2,000 points, float64). Five fit seeds each. Cells report mean, min and max.
+2,000 points, float64, which the fit casts to the float32 generator a user builds). Five fit seeds
+each. Cells report mean, min and max.
 
     python benchmarks/gan_modes.py                 # the full grid (about an hour on 2 cores)
     python benchmarks/gan_modes.py --quick         # one short fit per cell (pipeline check)
@@ -64,7 +65,7 @@ def run_one(loss: str, name: str, draw: str, seed: int, steps: int | None) -> di
     torch.set_num_threads(1)  # tiny networks: one thread per fit, fits in parallel processes
     x, means, std = make_data(name, draw)
     torch.manual_seed(seed)  # the generator's initial weights
-    generator = MLPGenerator(latent_dim=2, data_dim=2).to(x.dtype)
+    generator = MLPGenerator(latent_dim=2, data_dim=2)  # float32, as a user builds it: float64 data are cast
     options = {} if steps is None else {"steps": steps}
     start = time.perf_counter()
     fit = ppgen.fit(generator, x, method="adversarial", loss=loss, seed=seed, progress=False, **options)
