@@ -115,7 +115,6 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's length")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--merge", action="store_true", help="keep the saved rows of cells not rerun")
     parser.add_argument("--out", type=Path, default=OUT / "gan_modes.json", help="where to write")
     parser.add_argument(
         "--combine",
@@ -143,12 +142,6 @@ def main() -> None:
         for row in pool.map(run_one, *zip(*grid), [steps] * len(grid)):
             rows.append(row)
             print(json.dumps(row), flush=True)
-    saved = args.out
-    if args.merge and saved.is_file():
-        rerun = {(r["data"], r["loss"]) for r in rows}
-        rows = [
-            r for r in json.loads(saved.read_text())["rows"] if (r["data"], r["loss"]) not in rerun
-        ] + rows
     summary = summarise(rows)
     print(f"{'benchmark':26s} {'modes (min-max)':>16s} {'HQ % (min-max)':>16s} {'s/fit (max)':>12s}")
     for key, s in summary.items():
@@ -157,9 +150,9 @@ def main() -> None:
             f"{100 * s['high_quality']:5.1f} ({100 * s['high_quality_min']:.0f}-"
             f"{100 * s['high_quality_max']:.0f})   {s['seconds']:5.0f} ({s['seconds_max']:.0f})"
         )
-    OUT.mkdir(exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"jobs": args.jobs, "loadavg": os.getloadavg(), "draws": {d: DRAWS[d] for d in draws}}
-    saved.write_text(json.dumps({"rows": rows, "summary": summary, "machine": meta}, indent=2))
+    args.out.write_text(json.dumps({"rows": rows, "summary": summary, "machine": meta}, indent=2))
 
 
 if __name__ == "__main__":

@@ -93,23 +93,23 @@ class ParameterAverage:
         try:
             yield
         finally:
-            with torch.no_grad():
-                for p, value in zip(self.params, saved):
-                    p.copy_(value)
+            _copy(self.params, saved)
 
     def copy_to_params(self) -> None:
-        with torch.no_grad():
-            for p, average in zip(self.params, self.shadow):
-                p.copy_(average)
+        _copy(self.params, self.shadow)
 
     def state_dict(self) -> dict:
         return {"shadow": [s.clone() for s in self.shadow], "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            for s, value in zip(self.shadow, state["shadow"]):
-                s.copy_(value)
+        _copy(self.shadow, state["shadow"])
         self.updates = state["updates"]
+
+
+def _copy(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for target, source in zip(targets, sources):
+            target.copy_(source)
 
 
 def _optimizer(params, lr: float, betas) -> torch.optim.Optimizer:
