@@ -87,9 +87,19 @@ def test_headline_rows_quote_each_benchmark_json(run):
     kde, em, nuts = rows
     assert kde["ppgen"] == "0.5 s" and "16.0× faster" in kde["ratio"]  # the one-thread row
     assert "d = 16, K = 8" in em["task"] and "4.0× faster" in em["ratio"]
+    assert em["target"].startswith("target ≥ 5×: not met (limit: ") and "target" not in kde
     assert "1.05× Pyro's time" in nuts["ratio"] and "NumPyro" not in nuts["reference"]
     for line in run.headline_table(rows)[2:]:
-        assert line.count("|") == 6  # no stray pipes inside cells
+        assert line.count("|") == 7  # no stray pipes inside cells
+
+
+def test_target_verdicts_follow_the_direction_of_each_goal(run):
+    import targets  # run.py put benchmarks/ on the path
+
+    assert targets.verdict("em", 5.0) == "target ≥ 5×: met"
+    assert targets.verdict("mle", 1.2) == "target ≤ 1.2×: met"
+    assert targets.verdict("mle", 1.21).startswith("target ≤ 1.2×: not met (limit: ")
+    assert targets.verdict("program", 1.29).endswith("met")
 
 
 def test_update_readme_replaces_only_the_marked_table(run, tmp_path):

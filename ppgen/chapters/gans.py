@@ -86,12 +86,13 @@ def _run(ctx: TourContext) -> None:
         torch.manual_seed(ctx.seed)
         recipe = toy_2d_recipe(loss)
         recipe["steps"] = steps or recipe["steps"]
+        spectral_norm = recipe.pop("spectral_norm", loss == "hinge")  # the critic is built here
         f = ppgen.fit(
             MLPGenerator(2, 2, hidden=hidden),
             ring,
             method="adversarial",
             loss=loss,
-            critic=MLPCritic(hidden, spectral_norm=loss == "hinge"),
+            critic=MLPCritic(hidden, spectral_norm=spectral_norm),
             seed=ctx.seed,
             progress=False,
             **recipe,

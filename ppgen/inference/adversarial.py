@@ -43,6 +43,7 @@ from ppgen.inference.adversarial_recipes import (
     RECIPES,
     TOY_2D,
     TOY_2D_CRITIC,
+    TOY_2D_HINGE,
     default_recipe,
     toy_2d_recipe,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "RECIPES",
     "TOY_2D",
     "TOY_2D_CRITIC",
+    "TOY_2D_HINGE",
     "toy_2d_recipe",
     "gradient_penalty",
     "player_losses",
@@ -80,6 +82,7 @@ class AdversarialConfig:
     lr_schedule: str = "constant"
     ema: float | None = None  # sample from this moving average of the generator's weights (e.g. 0.999)
     r1_weight: float = 0.0  # R1 penalty γ/2 E_P ‖∇V‖² on the critic
+    spectral_norm: bool | None = None  # of the default critic's layers; None: for the hinge loss (SNGAN)
     eval_every: int = 500
     progress: bool = True
     checkpoint: str | os.PathLike | None = None  # write the two players' training state here
@@ -95,6 +98,10 @@ class AdversarialConfig:
                 setattr(self, key, value)
         self.gp_weight = 10.0 if self.gp_weight is None else self.gp_weight
         self.clip_value = 0.01 if self.clip_value is None else self.clip_value
+        if self.spectral_norm is None:
+            self.spectral_norm = self.loss == "hinge"
+        if not isinstance(self.spectral_norm, bool):
+            raise OptionError(f"Expected spectral_norm=True or False, but got {self.spectral_norm!r}.")
         for key in ("steps", "batch_size", "n_critic", "pack", "eval_every"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -128,9 +135,9 @@ class AdversarialConfig:
             )
 
 
-def _default_critic(loss: str) -> torch.nn.Module:
-    """3×256 LeakyReLU MLP built on first use; spectral norm for the hinge loss (SNGAN)."""
-    return _LazyMLP(spectral_norm=loss == "hinge")
+def _default_critic(spectral_norm: bool) -> torch.nn.Module:
+    """3×256 LeakyReLU MLP built on first use, its layers spectrally normalised if asked (SNGAN)."""
+    return _LazyMLP(spectral_norm=spectral_norm)
 
 
 class _LazyMLP(torch.nn.Module):
@@ -160,7 +167,8 @@ class Adversarial:
     ``(N, pack·D) -> (N, 1)``; default a 3×256 MLP), ``steps``, ``batch_size``, ``n_critic``,
     ``lr_g``, ``lr_d`` (``lr_g=0`` holds the generator fixed), ``betas`` (``None`` = RMSprop),
     ``lr_schedule`` (``"constant"`` or ``"linear"`` decay to 0), ``gp_weight``, ``clip_value``, ``pack``,
-    ``r1_weight`` (γ of the R1 penalty ``γ/2 E_P ‖∇V‖²`` on the critic), ``ema`` (sample from this
+    ``r1_weight`` (γ of the R1 penalty ``γ/2 E_P ‖∇V‖²`` on the critic), ``spectral_norm`` (of
+    the default critic's layers; by default for the hinge loss only), ``ema`` (sample from this
     moving average of the generator's weights; ``fit.extras["last_iterate"]`` keeps the raw ones),
     ``recipe`` (``"toy_2d"`` or ``"published"``: where left-out options come from; by default the
     measured 2-D recipe for rows of two numbers, see :mod:`~ppgen.inference.adversarial_recipes`),
@@ -222,10 +230,15 @@ class Adversarial:
                 f"{tuple(x.shape[1:])}; build the generator for this data dimension."
             )
         x = x.to(probe.dtype)
+        if options.get("critic") is not None and "spectral_norm" in options:
+            raise OptionError(
+                "Expected spectral_norm only with the default critic; wrap your critic's layers in "
+                "torch.nn.utils.parametrizations.spectral_norm instead."
+            )
         critic = (
             copy.deepcopy(options.get("critic"))
             if options.get("critic") is not None
-            else _default_critic(config.loss)
+            else _default_critic(config.spectral_norm)
         )
         if not isinstance(critic, torch.nn.Module):
             raise OptionError(f"Expected critic to be a torch.nn.Module, but got {type(critic).__name__}.")

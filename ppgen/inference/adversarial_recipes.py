@@ -21,7 +21,7 @@ from typing import Any
 from ppgen import divergences
 from ppgen.errors import OptionError
 
-__all__ = ["LOSSES", "RECIPES", "TOY_2D", "TOY_2D_CRITIC", "toy_2d_recipe", "default_recipe"]
+__all__ = ["LOSSES", "RECIPES", "TOY_2D", "TOY_2D_CRITIC", "TOY_2D_HINGE", "toy_2d_recipe", "default_recipe"]
 
 LOSSES = ("minimax", "non_saturating", "wgan", "wgan_gp", "hinge") + tuple(
     f"f:{n}" for n in divergences.names()
@@ -69,12 +69,23 @@ TOY_2D_CRITIC: dict[str, Any] = dict(
 )
 
 
+#: The hinge loss on 2-D mixtures: :data:`TOY_2D` with a plain critic. SNGAN's spectral norm
+#: bounds the critic's slope by 1 in every layer, so inside a 0.05-wide mode the generator feels
+#: almost no pull (TOY_2D_CRITIC with spectral norm: 21/25 grid modes at 14 % high quality, with
+#: EMA too); R1 regularises the critic where the data are instead, and the hinge loss then trains
+#: like the non-saturating one (grid draw 777, seed 0: 25/25 at 95.6 %, 271 s).
+TOY_2D_HINGE: dict[str, Any] = dict(TOY_2D, spectral_norm=False)
+
+
 def toy_2d_recipe(loss: str) -> dict[str, Any]:
     """The measured 2-D recipe for ``loss``: :data:`TOY_2D` for the classifier and f-GAN losses,
-    :data:`TOY_2D_CRITIC` for ``wgan_gp`` and ``hinge`` (``wgan`` keeps its published recipe)."""
+    :data:`TOY_2D_HINGE` for ``hinge``, :data:`TOY_2D_CRITIC` for ``wgan_gp`` (``wgan`` keeps its
+    published recipe)."""
     if loss not in LOSSES:
         raise OptionError(f"Expected loss in {list(LOSSES)}, but got {loss!r}.")
-    if loss in ("wgan_gp", "hinge"):
+    if loss == "hinge":
+        return dict(TOY_2D_HINGE)
+    if loss == "wgan_gp":
         return dict(TOY_2D_CRITIC)
     if loss == "wgan":
         return dict(RECIPES["wgan"], steps=TOY_2D["steps"], batch_size=TOY_2D["batch_size"])

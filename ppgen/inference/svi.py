@@ -11,9 +11,7 @@ directly (same objective, verified in the tests) and skip Pyro's tracing overhea
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -31,6 +29,7 @@ from ppgen.inference.autoguide import (
     laplace,
 )
 from ppgen.inference.compiled import CompiledLoss
+from ppgen.inference.direct import direct_total_log_prob
 from ppgen.inference.loop import Minibatches, TrainConfig, train, training_mode
 from ppgen.inference.validation import Validation, split_validation
 from ppgen.results import Fit, check_options
@@ -112,7 +111,7 @@ class MLE:
         )
         _check_minibatch(model, covariates, batches)
 
-        total_log_prob = _direct_total_log_prob(model) if use_log_prob else None
+        total_log_prob = direct_total_log_prob(model) if use_log_prob else None
 
         def rows_loss(xb, cov, scale, n):
             if use_log_prob:
@@ -329,30 +328,6 @@ class MAP(SVI):
     def fit(self, model, x, covariates, **options):
         check_options(options, self.options, self.name)
         return self._fit(model, x, covariates, guide="delta", **options)
-
-
-def _direct_total_log_prob(model: GenerativeModel) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``Σ_n log p(x_n)`` as ``mle`` minimises it: the model's ``log_prob_total`` when it has one
-    (a fused sum), else ``log_prob(x).sum()``, both without PyroModule's parameter effects.
-
-    Inside a ``@pyro_method`` every read of a constrained parameter is a ``pyro.param`` message
-    through the effect stack (a sixth of a small model's step); outside it the read is the
-    transform of the module's own tensor — the one the optimiser holds — and nothing else, as
-    nothing traces this loss. A model with priors keeps the methods as they are: its
-    ``PyroSample`` attributes need the context.
-    """
-    if model.is_bayesian:
-        return lambda x: model.log_prob(x).sum()
-    # The fused sum counts only where it is written beside the log_prob in force: a subclass
-    # that overrides log_prob alone has a different density.
-    owner = next(c for c in type(model).__mro__ if "log_prob" in c.__dict__)
-    total = owner.__dict__.get("log_prob_total")
-    if total is not None:
-        return functools.partial(getattr(total, "__wrapped__", total), model)
-    log_prob = getattr(type(model).log_prob, "__wrapped__", None)
-    if log_prob is None:
-        return lambda x: model.log_prob(x).sum()
-    return lambda x: log_prob(model, x).sum()
 
 
 def _plate_nesting(model: GenerativeModel, options: dict) -> int:

@@ -253,7 +253,8 @@ def test_toy_2d_recipes_are_valid_options_for_every_loss():
         config = AdversarialConfig(loss=loss, **recipe)
         assert config.steps == recipe["steps"]
     assert toy_2d_recipe("non_saturating") == TOY_2D
-    assert toy_2d_recipe("wgan_gp")["n_critic"] == toy_2d_recipe("hinge")["n_critic"] == 5
+    assert toy_2d_recipe("wgan_gp")["n_critic"] == 5
+    assert toy_2d_recipe("hinge") == {**TOY_2D, "spectral_norm": False}
     with pytest.raises(OptionError, match="loss"):
         toy_2d_recipe("bogus")
 
@@ -281,6 +282,31 @@ def test_two_dimensional_data_defaults_to_the_measured_recipe(loss, monkeypatch)
     assert {k: fit.extras["config"][k] for k in untouched} == {
         k: (tuple(v) if k == "betas" else v) for k, v in recipe.items() if k in untouched
     }
+
+
+def _spectrally_normalised(critic: torch.nn.Module) -> bool:
+    return any(torch.nn.utils.parametrize.is_parametrized(m) for m in critic.modules())
+
+
+def test_spectral_norm_follows_the_recipe_and_the_option(monkeypatch):
+    # Reference: the rule — hinge's published (SNGAN) critic is spectrally normalised, its 2-D
+    # recipe's is not (R1 instead); spectral_norm= overrides either; with an own critic it is an error.
+    _stub_training(monkeypatch)
+    x2, x3 = torch.randn(64, 2), torch.randn(64, 3)
+
+    def critic_of(x, **options):
+        g = MLPGenerator(2, x.shape[1], hidden=(8,))
+        return ppgen.fit(g, x, method="adversarial", loss="hinge", seed=0, **options).critic
+
+    assert not _spectrally_normalised(critic_of(x2))
+    assert _spectrally_normalised(critic_of(x3))
+    assert _spectrally_normalised(critic_of(x2, spectral_norm=True))
+    assert not _spectrally_normalised(critic_of(x3, spectral_norm=False))
+    assert _spectrally_normalised(critic_of(x2, recipe="published"))
+    with pytest.raises(OptionError, match="spectral_norm=True or False"):
+        critic_of(x2, spectral_norm="yes")
+    with pytest.raises(OptionError, match="only with the default critic"):
+        critic_of(x2, spectral_norm=True, critic=torch.nn.Linear(2, 1))
 
 
 def test_other_data_keeps_the_published_defaults(monkeypatch):
