@@ -68,7 +68,9 @@ def fit(
         method: ``"exact"``, ``"em"``, ``"mle"``, ``"svi"``, ``"map"``, ``"mcmc"`` or
             ``"adversarial"`` (see :func:`methods`).
         seed: makes the fit bit-reproducible.
-        dtype: floating dtype of data and model (default: the data's own, float64 stays).
+        dtype: floating dtype of data and model (default: the data's own, float64 stays; for
+            ``method="adversarial"`` the generator's own, float32 as PyTorch builds it, and the data
+            are cast to it).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) for the gradient
             methods (mle, svi, map, adversarial); the returned fit lives on the CPU. Under
             ``torchrun`` these methods train data-parallel (see :mod:`ppgen.distributed`).
@@ -118,6 +120,8 @@ def fit(
         if callable(getattr(model, "setup", None)):
             model.setup(x, covariates)  # models with lazily created parameters build them now
         params = list(model.parameters())
+        if dtype is None and params and getattr(backend, "computes_in_model_dtype", False):
+            x = x.to(params[0].dtype)
         target = x.dtype if dtype is None and params else (dtype or x.dtype)
         if params and params[0].dtype != target:
             model = model.to(target)

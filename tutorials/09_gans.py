@@ -160,8 +160,10 @@ recipes = {
     "default (2-D recipe: R1, EMA)": dict(loss="non_saturating"),
     "non_saturating, no R1/EMA": dict(loss="non_saturating", **annealed),
     "non_saturating pack=4": dict(loss="non_saturating", pack=4, **annealed),
-    # the critic losses' measured 2-D recipe: n_critic = 5 as published, but lr 1e-3 annealed
-    "wgan_gp (λ=10, n_critic=5)": dict(loss="wgan_gp", **without_steps(toy_2d_recipe("wgan_gp"))),
+    # hinge's 2-D recipe is the same with a plain critic: R1 instead of SNGAN's spectral norm
+    "hinge (2-D recipe: R1, EMA)": dict(loss="hinge"),
+    # WGAN-GP's measured 2-D recipe: n_critic = 5 as published, lr 1e-3 annealed, the toy λ = 0.1
+    "wgan_gp (2-D recipe: λ=0.1, EMA)": dict(loss="wgan_gp", **without_steps(toy_2d_recipe("wgan_gp"))),
     "wgan (weight clipping)": dict(loss="wgan", recipe="published"),
 }
 rows, samples = [], {}
@@ -188,7 +190,7 @@ print(f"trained just now, {steps} steps each, {'x'.join(map(str, HIDDEN))} netwo
 print(pd.DataFrame(rows).round(3).to_string(index=False))
 
 # %% [markdown]
-# Short runs undercount: the critic losses need thousands of steps of 5 critic updates each to
+# Short runs undercount: WGAN-GP needs thousands of steps of 5 critic updates each to
 # find all the modes. The full-length comparison — the default call (the measured 2-D recipes),
 # 256×256×256 networks, five seeds × two data draws, the ring and a 5×5 grid — takes about an
 # hour on two cores, so it is read from the last

@@ -75,7 +75,7 @@ def _run(ctx: TourContext) -> None:
     ring = means[torch.randint(8, (50_000,))] + 0.02 * torch.randn(50_000, 2)
     hidden = ctx.pick((64, 64), (128, 128), (256, 256, 256))
     # live runs: the measured 2-D recipes (toy_2d_recipe), shortened outside --full; WGAN-GP needs
-    # 2,000 steps of 5 critic updates to find the modes (500 find one), so it trains only in --full
+    # thousands of steps of 5 critic updates to settle on the modes, so it trains only in --full
     live = ctx.pick(
         {"non_saturating": 400},
         {"non_saturating": 1500, "hinge": 400},

@@ -179,6 +179,10 @@ class Adversarial:
     ``fit.extras["critic_history"]`` the critic's; ``fit.critic`` is the trained critic.
     """
 
+    #: A game of networks gains nothing from float64 and pays twice the time: it runs in the
+    #: generator's own dtype and ``ppgen.fit`` casts the data to it (``dtype=`` overrides).
+    computes_in_model_dtype = True
+
     #: Trains data-parallel under torchrun (see :class:`~ppgen.inference.adversarial_loop.TwoPlayerLoop`).
     data_parallel = True
 

@@ -89,9 +89,10 @@ class MLPGenerator(ImplicitModel):
         """Build the network for rows of ``x``'s width (``ppgen.fit`` calls this first). An explicit
         ``data_dim`` is checked by the adversarial backend against what the generator draws."""
         if self.data_dim is None:
+            # built in torch's default dtype, as an explicit data_dim builds it: the adversarial
+            # backend computes in the generator's dtype and casts the data to it
             self._build(check_features(self, x, None, "data_dim"))
-            if x.is_floating_point():
-                self.to(dtype=x.dtype, device=x.device)
+            self.to(device=x.device)
 
     @pyro_method
     def model(self, x: torch.Tensor | None = None, n: int | None = None) -> torch.Tensor:

@@ -406,3 +406,21 @@ def test_recipe_option_picks_the_source_whatever_the_data(monkeypatch):
     assert fit.extras["recipe"] == "toy_2d" and fit.extras["config"]["steps"] == TOY_2D["steps"]
     with pytest.raises(OptionError, match="recipe in"):
         ppgen.fit(g2, torch.randn(64, 2), method="adversarial", recipe="fast")
+
+
+def test_a_game_runs_in_the_generators_dtype_and_the_data_follow(monkeypatch):
+    # Reference: the rule in ppgen.fit — float64 data train a float32 generator in float32 (the
+    # data are cast), a float64 generator stays float64, dtype= overrides both; the critic reads
+    # float64 rows through log_density_ratio either way.
+    _stub_training(monkeypatch)
+    x = torch.randn(64, 2, dtype=torch.float64)
+
+    def fit_of(generator, **options):
+        return ppgen.fit(generator, x, method="adversarial", seed=0, **options)
+
+    for generator in (MLPGenerator(2, 2, hidden=(8,)), MLPGenerator(2, hidden=(8,))):  # explicit, lazy
+        fit = fit_of(generator)
+        assert fit.data.dtype == fit.sample(3).dtype == torch.float32
+        assert log_density_ratio(fit, x[:4]).dtype == torch.float32
+    assert fit_of(MLPGenerator(2, 2, hidden=(8,)).double()).sample(3).dtype == torch.float64
+    assert fit_of(MLPGenerator(2, 2, hidden=(8,)), dtype=torch.float64).sample(3).dtype == torch.float64
