@@ -112,7 +112,10 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) ->
     params = list(params)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=0.9)
-    return torch.optim.Adam(params, lr=config.lr)
+    # The fused kernel updates every parameter in one call: on a small model's step (a few
+    # tensors, a 0.3 ms step) the per-tensor Adam's dozen dispatches each are a sixth of the time.
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=config.lr, fused=fused or None)
 
 
 class Minibatches:
