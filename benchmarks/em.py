@@ -1,11 +1,11 @@
 """EM for a full-covariance Gaussian mixture: ppgen vs scikit-learn, side by side.
 
-d = 16, K = 8, n = 1e5 and 1e6, the same initial parameters, exactly 20 EM iterations
+d = 16, K = 8, n = 1e5, 2e5 and 1e6, the same initial parameters, exactly 20 EM iterations
 (tol = 0) in both. Each run is its own process so its peak memory (above the loaded data)
 is measured alone. Prints per-iteration times, the speed-up ratio, the final mean
 log-likelihood difference and peak memory; writes benchmarks/out/em.json.
 
-    python benchmarks/em.py                 # n = 1e5 and 1e6, 1 thread each
+    python benchmarks/em.py                 # n = 1e5, 2e5 and 1e6, 1 thread each
     python benchmarks/em.py --sizes 100000 --threads 2
 """
 
@@ -124,7 +124,7 @@ def run_child(tool, data, init, dtype, threads) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 200_000, 1_000_000])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="runs per tool for n <= 2e5 (best kept)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
