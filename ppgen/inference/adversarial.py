@@ -47,7 +47,8 @@ from ppgen.inference.adversarial_recipes import (
     default_recipe,
     toy_2d_recipe,
 )
-from ppgen.inference.loop import Minibatches, check_checkpoint_options
+from ppgen.inference.checkpoints import check_checkpoint_options
+from ppgen.inference.loop import Minibatches
 from ppgen.results import Fit, check_options
 
 __all__ = [

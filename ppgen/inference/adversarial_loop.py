@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from ppgen import distributed, divergences
 from ppgen.errors import NonFiniteLossError, OptionError
-from ppgen.inference.loop import Minibatches, read_checkpoint, write_checkpoint
+from ppgen.inference.checkpoints import read_checkpoint, write_checkpoint
+from ppgen.inference.loop import Minibatches
 
 __all__ = ["player_losses", "gradient_penalty", "r1_penalty", "ParameterAverage", "TwoPlayerLoop"]
 

@@ -24,7 +24,12 @@ from tqdm.auto import tqdm
 
 from ppgen.core import GenerativeModel, global_latent_sites, untransformable_priors
 from ppgen.errors import MethodError, OptionError
-from ppgen.inference.loop import check_checkpoint_options, check_shapes, read_checkpoint, write_checkpoint
+from ppgen.inference.checkpoints import (
+    check_checkpoint_options,
+    check_shapes,
+    read_checkpoint,
+    write_checkpoint,
+)
 from ppgen.results import Fit, check_options, inference_data
 
 __all__ = ["MCMCBackend"]
