@@ -292,7 +292,7 @@ def headline(runs: dict) -> list[dict]:
                     "task": f"GMM EM, {shape}full covariance, float64, n = {r['n']:,}, per iteration",
                     "ppgen": f"{r['ppgen_s_per_iter']:.3g} s",
                     "reference": f"sklearn `GaussianMixture` {r['sklearn_s_per_iter']:.3g} s",
-                    "ratio": f"**{r['speedup_f64']:.1f}× faster**, Δ log-lik {r['loglik_diff_f64']:.0e}; "
+                    "ratio": f"**{r['speedup_f64']:.2f}× faster**, Δ log-lik {r['loglik_diff_f64']:.0e}; "
                     f"peak {r['ppgen_peak_mb']:.0f} vs {r['sklearn_peak_mb']:.0f} MB",
                     "target": verdict("em", r["speedup_f64"]),
                     "script": "em.py",

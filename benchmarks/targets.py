@@ -12,15 +12,17 @@ TARGETS: dict[str, tuple[float, str, str]] = {
     "em": (
         5.0,
         "min",
-        "the E- and M-step GEMMs are skinny (K = 8 columns), so a pass is bound by reading the "
-        "153 × n feature block twice, not by arithmetic; the ratio moves ±25 % between runs of "
-        "this machine as scikit-learn's per-row cost does",
+        "the pass's two products are skinny (8 components × 153 features per 4,096-row block) and "
+        "run far below the core's peak: 37 % and 26 % of an E-step, the features 21 %, "
+        "log-sum-exp 13 %; scikit-learn's cost per row drops 40 % from n = 1e6 to 1e5 (its "
+        "temporaries fit in cache) while ppgen's stays flat",
     ),
     "mle": (
         1.2,
         "max",
-        "a 1,000-row step is 0.3 ms of which PyTorch's own Adam, autograd and dispatch are most; "
-        "ppgen's per-step guards (finite loss and gradients, history, convergence) cost ≈ 20 µs",
+        "PyTorch's own step (autograd, Adam, dispatch) is 0.28 ms at n = 1,000; ppgen adds about "
+        "70 µs, spread over the parameter transform, the model's shape check, the loss scale, the "
+        "finite-loss and finite-gradient guards and the loop's bookkeeping, 5–15 µs each",
     ),
     "program": (
         1.3,

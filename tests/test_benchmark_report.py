@@ -86,7 +86,7 @@ def test_headline_rows_quote_each_benchmark_json(run):
     assert [r["script"] for r in rows] == ["kde.py", "em.py", "nuts.py"]  # failed/missing: no row
     kde, em, nuts = rows
     assert kde["ppgen"] == "0.5 s" and "16.0× faster" in kde["ratio"]  # the one-thread row
-    assert "d = 16, K = 8" in em["task"] and "4.0× faster" in em["ratio"]
+    assert "d = 16, K = 8" in em["task"] and "4.00× faster" in em["ratio"]
     assert em["target"].startswith("target ≥ 5×: not met (limit: ") and "target" not in kde
     assert "1.05× Pyro's time" in nuts["ratio"] and "NumPyro" not in nuts["reference"]
     for line in run.headline_table(rows)[2:]:
