@@ -149,10 +149,6 @@ ring = ring_means[torch.randint(8, (50_000,))] + 0.02 * torch.randn(50_000, 2)
 steps = 100 if FAST else 4000 if FULL else 1000
 
 
-def without_steps(recipe: dict) -> dict:
-    return {k: v for k, v in recipe.items() if k != "steps"}
-
-
 # On 2-D data the default is the measured recipe (R1 penalty γ = 0.1 on the critic, samples from
 # a moving average of the generator's weights); recipe="published" starts from the papers' rates.
 annealed = dict(recipe="published", lr_g=1e-3, lr_d=1e-3, lr_schedule="linear")
@@ -163,7 +159,7 @@ recipes = {
     # hinge's 2-D recipe is the same with a plain critic: R1 instead of SNGAN's spectral norm
     "hinge (2-D recipe: R1, EMA)": dict(loss="hinge"),
     # WGAN-GP's measured 2-D recipe: n_critic = 5 as published, lr 1e-3 annealed, the toy λ = 0.1
-    "wgan_gp (2-D recipe: λ=0.1, EMA)": dict(loss="wgan_gp", **without_steps(toy_2d_recipe("wgan_gp"))),
+    "wgan_gp (2-D recipe: λ=0.1, EMA)": dict(loss="wgan_gp"),
     "wgan (weight clipping)": dict(loss="wgan", recipe="published"),
 }
 rows, samples = [], {}

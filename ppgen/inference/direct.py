@@ -45,9 +45,10 @@ def direct_total_log_prob(model: GenerativeModel) -> Callable[[torch.Tensor], to
         function = functools.partial(getattr(total, "__wrapped__", total), model)
     else:
         log_prob = getattr(type(model).log_prob, "__wrapped__", None)
-        if log_prob is None:
-            return lambda x: model.log_prob(x).sum()
-        function = lambda x: log_prob(model, x).sum()  # noqa: E731
+        if log_prob is None:  # not a pyro_method: its parameter reads still skip __getattr__
+            function = lambda x: model.log_prob(x).sum()  # noqa: E731
+        else:
+            function = lambda x: log_prob(model, x).sum()  # noqa: E731
     reads = _constrained_reads(model)
 
     def total_log_prob(x: torch.Tensor) -> torch.Tensor:
