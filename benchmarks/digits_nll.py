@@ -4,7 +4,7 @@ Default: the 17-level digits (``ppgen.data.load("digits-17", "train" | "val" | "
 integer pixels 0..16; train 1000, val 350, test 447 in scikit-learn's order). Categorical
 models (mixture by EM, MADE, VAE, conditional VAE) are scored by their PMF; continuous ones
 (KDE, Gaussian, pPCA, FA, flow) by the dequantized bound ``E_u[-log p(x + u)]``. Neural models
-are early-stopped on val. The table is built by :func:`ppgen.chapters.pixels.nll_table`.
+are early-stopped on val. The table is built by :func:`ppgen.app.chapters.digits17.nll_table`.
 Beside those tuned rows, two "defaults" rows fit MADE and VAE exactly as a new user would
 (``ppgen.fit(model, train, method=..., seed=0)``, nothing else: early stopping on a held-out tenth
 of train, MADE's default dropout); ``--defaults`` runs only those two rows.
@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 import ppgen
-from ppgen.chapters.pixels import nll_table
+from ppgen.app.chapters.digits17 import nll_table
 from ppgen.data import load
 from ppgen.models import MADE, VAE, BernoulliMixture
 

@@ -59,7 +59,7 @@ def run_one(loss: str, name: str, draw: str, seed: int, steps: int | None) -> di
     import torch
 
     import ppgen
-    from ppgen.metrics import mode_coverage
+    from ppgen.measures.metrics import mode_coverage
     from ppgen.models import MLPGenerator
 
     torch.set_num_threads(1)  # tiny networks: one thread per fit, fits in parallel processes

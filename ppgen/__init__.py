@@ -6,38 +6,63 @@ and compare the answers::
     import ppgen
     from ppgen.models import Gaussian
     fit = ppgen.fit(Gaussian(dim=2), ppgen.data.load("faithful"), method="exact")
+
+Names load on first use (PEP 562), so ``import ppgen`` and the ``ppgen`` command start without
+importing torch, Pyro or ArviZ, and importing ppgen changes nothing in them.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from ppgen import data, divergences, metrics, models, plots  # noqa: E402
-from ppgen.api import applicable_methods, compare, fit, methods  # noqa: E402
-from ppgen.checks import prior_predictive  # noqa: E402
-from ppgen.core import GenerativeModel, ImplicitModel, as_model, bayesian  # noqa: E402
-from ppgen.errors import (  # noqa: E402
-    ConvergenceWarning,
-    DataError,
-    FitFileError,
-    ImplicitModelError,
-    MethodError,
-    NonFiniteLossError,
-    OptionError,
-    PpgenError,
-)
-from ppgen.results import Fit, load  # noqa: E402
+#: Public name -> the module that defines it.
+_NAMES = {
+    "fit": "ppgen.api",
+    "compare": "ppgen.api",
+    "methods": "ppgen.api",
+    "applicable_methods": "ppgen.api",
+    "prior_predictive": "ppgen.programs.predictive",
+    "as_model": "ppgen.programs.program",
+    "bayesian": "ppgen.core",
+    "GenerativeModel": "ppgen.core",
+    "ImplicitModel": "ppgen.core",
+    "Fit": "ppgen.result",
+    "load": "ppgen.result",
+    "PpgenError": "ppgen.errors",
+    "DataError": "ppgen.errors",
+    "MethodError": "ppgen.errors",
+    "OptionError": "ppgen.errors",
+    "ImplicitModelError": "ppgen.errors",
+    "NonFiniteLossError": "ppgen.errors",
+    "FitFileError": "ppgen.errors",
+    "ConvergenceWarning": "ppgen.errors",
+}
+#: Short module names the README uses -> where the module lives.
+_MODULES = {
+    "plots": "ppgen.app.plots",
+    "metrics": "ppgen.measures.metrics",
+    "divergences": "ppgen.measures.divergences",
+    "probability": "ppgen.measures.probability",
+    "dequantize": "ppgen.measures.dequantize",
+    "criteria": "ppgen.measures.criteria",
+    "distributed": "ppgen.inference.distributed",
+}
 
 __all__ = [
     "fit",
     "compare",
-    "prior_predictive",
-    "load",
     "methods",
     "applicable_methods",
-    "bayesian",
+    "prior_predictive",
     "as_model",
-    "Fit",
+    "bayesian",
     "GenerativeModel",
     "ImplicitModel",
+    "Fit",
+    "load",
     "PpgenError",
     "DataError",
     "MethodError",
@@ -47,8 +72,54 @@ __all__ = [
     "FitFileError",
     "ConvergenceWarning",
     "data",
-    "divergences",
-    "metrics",
     "models",
     "plots",
+    "metrics",
+    "divergences",
+    "probability",
+    "dequantize",
+    "criteria",
+    "distributed",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what static tools see; at run time the names above load on first use
+    from ppgen import data, models
+    from ppgen.api import applicable_methods, compare, fit, methods
+    from ppgen.app import plots
+    from ppgen.core import GenerativeModel, ImplicitModel, bayesian
+    from ppgen.errors import (
+        ConvergenceWarning,
+        DataError,
+        FitFileError,
+        ImplicitModelError,
+        MethodError,
+        NonFiniteLossError,
+        OptionError,
+        PpgenError,
+    )
+    from ppgen.inference import distributed
+    from ppgen.measures import criteria, dequantize, divergences, metrics, probability
+    from ppgen.programs.predictive import prior_predictive
+    from ppgen.programs.program import as_model
+    from ppgen.result import Fit, load

@@ -2,6 +2,6 @@
 
 import sys
 
-from ppgen.cli import main
+from ppgen.app.cli import main
 
 sys.exit(main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -11,12 +10,13 @@ import pandas as pd
 import pyro
 import torch
 
-from ppgen.core import as_model, global_latent_sites, is_program
-from ppgen.criteria import information_criteria
+from ppgen.core import GenerativeModel, is_program
 from ppgen.data import as_data
-from ppgen.errors import DataError, MethodError, OptionError, PpgenError
-from ppgen.inference import BACKENDS
-from ppgen.results import Fit
+from ppgen.errors import MethodError, OptionError, PpgenError
+from ppgen.inference import BACKENDS, distributed
+from ppgen.measures.criteria import information_criteria
+from ppgen.programs.program import as_fit_model, as_model
+from ppgen.result import Fit
 
 __all__ = ["fit", "compare", "methods", "applicable_methods"]
 
@@ -33,9 +33,14 @@ def applicable_methods(model: Any, data: Any = None, *, observed: dict | None = 
     as for :func:`fit`) to know its latent and observed sites; without them the answer assumes a
     program with neither.
     """
-    model = _as_fit_model(model, observed, {}) if data is not None else as_model(model)
+    model = as_fit_model(model, observed) if data is not None else as_model(model)
     if data is not None and is_program(model) and model.structure is None:
         model.bind(data, observed=observed)
+    return _applicable(model)
+
+
+def _applicable(model: GenerativeModel) -> list[str]:
+    """The methods whose ``check`` passes for a model already through the door."""
     found = []
     for name, backend in BACKENDS.items():
         try:
@@ -60,7 +65,7 @@ def fit(
     Arguments:
         model: a :class:`~ppgen.core.GenerativeModel`, or any Pyro program as Pyro's examples
             write it — a function, a model method (``guide=`` its guide), a ``PyroModule`` — see
-            :class:`ppgen.program.Program`. The model itself is not modified: the fit works on a
+            :class:`ppgen.programs.program.Program`. The model itself is not modified: the fit works on a
             copy (``fit.model``).
         data: for a ppgen model, the observations (tensor, numpy, list, DataFrame, an embedded
             dataset name) or ``{"x": ..., **covariates}``; for a program, its arguments by name
@@ -73,7 +78,7 @@ def fit(
             are cast to it).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) for the gradient
             methods (mle, svi, map, adversarial); the returned fit lives on the CPU. Under
-            ``torchrun`` these methods train data-parallel (see :mod:`ppgen.distributed`).
+            ``torchrun`` these methods train data-parallel (see :mod:`ppgen.inference.distributed`).
         observed: programs only: ``{site: values}`` conditions those sites from outside
             (``poutine.condition``), for a purely generative program such as ``model(sigma)``.
         plate: programs only: the plate whose entries are the units (default: the outermost
@@ -97,7 +102,7 @@ def fit(
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise OptionError(f"Expected a floating dtype such as torch.float64, but got {dtype!r}.")
     observed = options.pop("observed", None)
-    model = _as_fit_model(model, observed, options)
+    model = as_fit_model(model, observed, options)  # the door: normalised once, a private copy
     backend = BACKENDS[method]
     program = is_program(model)
     if program:  # a user's program: bind its arguments and discover its sites before the checks
@@ -111,22 +116,9 @@ def fit(
         if method == "mcmc" or method in ("svi", "map") and _uses_autoguide(model, options):
             model.check_transformable(method)
     else:
-        x, covariates = as_data(data, dtype=dtype)
-        if dtype is None and model.is_bayesian and not list(model.parameters()):
-            # A Bayesian story computes in its priors' dtype; float64 priors give float64 fits.
-            prior_dtype = _prior_dtype(model, x, covariates)
-            if prior_dtype is not None and prior_dtype != x.dtype:
-                x = x.to(prior_dtype)
-        if callable(getattr(model, "setup", None)):
-            model.setup(x, covariates)  # models with lazily created parameters build them now
-        params = list(model.parameters())
-        if dtype is None and params and getattr(backend, "computes_in_model_dtype", False):
-            x = x.to(params[0].dtype)
-        target = x.dtype if dtype is None and params else (dtype or x.dtype)
-        if params and params[0].dtype != target:
-            model = model.to(target)
+        x, covariates, model = _model_data(model, data, backend, dtype)
         if method in ("mle", "svi", "map", "mcmc") and model.is_bayesian:
-            _check_support(model, x, covariates)
+            model.check_support(x, covariates)
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
@@ -148,26 +140,30 @@ def fit(
     return result
 
 
-def _as_fit_model(model: Any, observed: Any, options: dict) -> Any:
-    """A private copy of ``model`` (the user's object is never changed); programs get their options."""
-    program_options = {}
-    if observed is not None:
-        if not isinstance(observed, dict) or not observed:
-            raise OptionError(f"Expected observed= as a dict {{site: values}}, but got {observed!r}.")
-        program_options["observed"] = tuple(observed)
-    if "plate" in options:
-        program_options["plate"] = options.pop("plate")
-    model = copy.deepcopy(as_model(model, **program_options))
-    if callable(getattr(model, "set_guide", None)) and callable(options.get("guide")):
-        model.set_guide(options.pop("guide"))  # a hand-written guide: its parameters live in the fit
-    return model
+def _model_data(model: GenerativeModel, data: Any, backend: Any, dtype: torch.dtype | None):
+    """A ppgen model's data, validated, and the model in the dtype the fit computes in."""
+    x, covariates = as_data(data, dtype=dtype)
+    if dtype is None and model.is_bayesian and not list(model.parameters()):
+        # A Bayesian story computes in its priors' dtype; float64 priors give float64 fits.
+        prior_dtype = model.prior_dtype(x, covariates)
+        if prior_dtype is not None and prior_dtype != x.dtype:
+            x = x.to(prior_dtype)
+    if callable(getattr(model, "setup", None)):
+        model.setup(x, covariates)  # models with lazily created parameters build them now
+    params = list(model.parameters())
+    if dtype is None and params and getattr(backend, "computes_in_model_dtype", False):
+        x = x.to(params[0].dtype)
+    target = x.dtype if dtype is None and params else (dtype or x.dtype)
+    if params and params[0].dtype != target:
+        model = model.to(target)
+    return x, covariates, model
 
 
 def _check_method(model: Any, backend: Any) -> None:
     try:
         backend.check(model)
     except MethodError as err:
-        usable = applicable_methods(model)
+        usable = _applicable(model)
         raise MethodError(f"{err} Methods that apply to this model: {usable}.") from None
 
 
@@ -183,8 +179,6 @@ DATA_PARALLEL_METHODS = ("mle", "svi", "map")
 
 
 def _check_data_parallel(method: str, backend: Any) -> None:
-    from ppgen import distributed
-
     if not distributed.is_distributed() or method not in GRADIENT_METHODS:
         return  # closed-form / EM / MCMC fits simply run the same full-data fit on every rank
     if method not in DATA_PARALLEL_METHODS and not getattr(backend, "data_parallel", False):
@@ -195,8 +189,6 @@ def _check_data_parallel(method: str, backend: Any) -> None:
 
 
 def _device_for(method: str, device: Any) -> torch.device:
-    from ppgen.distributed import resolve_device
-
     if device is None:
         return torch.device("cpu")
     if method not in GRADIENT_METHODS and str(device).strip().lower() in ("cpu", "auto"):
@@ -206,7 +198,7 @@ def _device_for(method: str, device: Any) -> torch.device:
             f"Expected device='cpu' for method={method!r}, but got {device!r}; devices apply to the "
             f"gradient methods {list(GRADIENT_METHODS)}."
         )
-    return resolve_device(device)
+    return distributed.resolve_device(device)
 
 
 def _to_device(device: torch.device, x: torch.Tensor, covariates: dict, model):
@@ -233,33 +225,6 @@ def _fit_to_cpu(result: Fit) -> Fit:
     result.draws = cpu(result.draws) if result.draws is not None else None
     result.covariates = cpu(result.covariates)
     return result
-
-
-def _check_support(model, x, covariates) -> None:
-    """One validated trace of the story on the data, before any work: data outside the
-    likelihood's support or shape (non-binary rows for a Bernoulli, counts below 0) is a
-    DataError here rather than a Pyro ValueError from inside a backend."""
-    from pyro import poutine
-
-    try:
-        with torch.no_grad(), poutine.block(), pyro.validation_enabled(True):
-            poutine.trace(model.model).get_trace(x, **covariates).compute_log_prob()
-    except ValueError as err:
-        detail = " ".join(str(err).split())[:300]
-        raise DataError(
-            f"Expected data that {type(model).__name__} can observe at site 'x' (its shape and support), "
-            f"but Pyro refused it: {detail}"
-        ) from None
-    except Exception:  # noqa: BLE001 - anything else is the backend's to report
-        pass
-
-
-def _prior_dtype(model, x, covariates) -> torch.dtype | None:
-    sites = global_latent_sites(model, x.to(torch.get_default_dtype()), covariates)
-    for site in sites.values():
-        if torch.is_floating_point(site["value"]):
-            return site["value"].dtype
-    return None
 
 
 def compare(

@@ -14,7 +14,6 @@ never test for a model class.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 import pyro
@@ -29,7 +28,6 @@ from ppgen.errors import DataError, ImplicitModelError, OptionError
 __all__ = [
     "GenerativeModel",
     "ImplicitModel",
-    "as_model",
     "bayesian",
     "pyro_method",
     "PyroParam",
@@ -40,6 +38,10 @@ __all__ = [
 
 DATA_SITE = "x"
 DATA_PLATE = "data"
+#: The per-unit sum over a program's observed sites in ``log_likelihood`` (``az.loo(..., var_name=TOTAL)``).
+TOTAL = "total"
+#: Attribute of a model whose sizes come from the data (``ppgen.models.sizing``) until it sees them.
+PLACEHOLDER = "unsized"
 
 # Without module-local parameters two instances of one model class share their
 # parameters through Pyro's global param store (PYRO_NOTES 2): fitting one silently
@@ -153,6 +155,58 @@ class GenerativeModel(PyroModule):
             setattr(self, name, PyroParam(torch.as_tensor(value).detach().clone(), constraint, event_dim))
         return self
 
+    # ------------------------------------------------------ checks at the door
+    def check_support(self, x: torch.Tensor, covariates: dict) -> None:
+        """One validated trace of the story on the data, before any work: data outside the
+        likelihood's support or shape (non-binary rows for a Bernoulli, counts below 0) is a
+        DataError here rather than a Pyro ValueError from inside a backend."""
+        try:
+            with torch.no_grad(), poutine.block(), pyro.validation_enabled(True):
+                poutine.trace(self.model).get_trace(x, **covariates).compute_log_prob()
+        except ValueError as err:
+            detail = " ".join(str(err).split())[:300]
+            raise DataError(
+                f"Expected data that {type(self).__name__} can observe at site 'x' (its shape and support), "
+                f"but Pyro refused it: {detail}"
+            ) from None
+        except Exception:  # noqa: BLE001 - anything else is the backend's to report
+            pass
+
+    def prior_dtype(self, x: torch.Tensor, covariates: dict) -> torch.dtype | None:
+        """The floating dtype of the priors' draws (a Bayesian story computes in it)."""
+        sites = global_latent_sites(self, x.to(torch.get_default_dtype()), covariates)
+        for site in sites.values():
+            if torch.is_floating_point(site["value"]):
+                return site["value"].dtype
+        return None
+
+    # ------------------------------------------------ per-draw likelihoods
+    def draw_log_likelihood(
+        self, x: torch.Tensor, draws: dict[str, torch.Tensor], covariates: dict | None = None
+    ) -> torch.Tensor:
+        """Pointwise ``log p(x_i | θ_s)`` for every posterior draw, shape ``(S, N)``.
+
+        Each draw conditions the story's global sites; the model's own ``log_prob`` then
+        marginalises any local latents, so enumerated mixtures score correctly.
+        """
+        covariates = covariates or {}
+        total = next(iter(draws.values())).shape[0]
+        if not self.has_local_latents:
+            vectorised = _vectorised_log_likelihood(self, x, draws, covariates, total)
+            if vectorised is not None:
+                return vectorised
+        return _looped_log_likelihood(self, x, draws, covariates, total)
+
+    def log_likelihood_by_site(
+        self, x: torch.Tensor, draws: dict[str, torch.Tensor], covariates: dict | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{site: (S, N)}`` for the ``log_likelihood`` group: one entry ``"x"`` for a ppgen model."""
+        return {DATA_SITE: self.draw_log_likelihood(x, draws, covariates)}
+
+    def observed_data(self, x: torch.Tensor, covariates: dict | None = None) -> dict[str, torch.Tensor]:
+        """The observed values by site (the ``observed_data`` group)."""
+        return {DATA_SITE: x.detach()}
+
     def extra_repr(self) -> str:
         parts = [f"{n}=PyroParam{tuple(getattr(self, n).shape)}" for n in self.param_names]
         parts += [f"{n}=PyroSample" for n in self.prior_names]
@@ -182,13 +236,6 @@ class ImplicitModel(GenerativeModel):
         return super().capabilities - {"log_prob"}
 
 
-def as_model(model: Any, guide: Callable[..., Any] | None = None, **program_options: Any) -> GenerativeModel:
-    """``model`` as a :class:`GenerativeModel`; any Pyro program becomes a :class:`ppgen.program.Program`."""
-    from ppgen.program import as_model as _as_model
-
-    return _as_model(model, guide, **program_options)
-
-
 def bayesian(model: GenerativeModel, **priors: dist.Distribution) -> GenerativeModel:
     """Return a copy of ``model`` whose named parameters carry priors.
 
@@ -205,8 +252,6 @@ def bayesian(model: GenerativeModel, **priors: dist.Distribution) -> GenerativeM
     if not priors:
         raise OptionError("Expected at least one prior, e.g. bayesian(model, loc=Normal(0., 10.)).")
     new = copy.deepcopy(model)
-    from ppgen.models.sizing import PLACEHOLDER
-
     if PLACEHOLDER in new._parameters:
         raise OptionError(
             f"Expected a {type(model).__name__} with its size given before priors are attached (its "
@@ -265,7 +310,7 @@ def set_seed(seed: Any) -> None:
 
 
 def is_program(model: Any) -> bool:
-    """Whether ``model`` is a user's Pyro program (:class:`ppgen.program.Program`: it binds its data)."""
+    """Whether ``model`` is a user's Pyro program (a :class:`~ppgen.programs.Program`: it binds its data)."""
     return callable(getattr(model, "bind", None))
 
 
@@ -302,27 +347,6 @@ def global_latent_sites(model: GenerativeModel, x: torch.Tensor, covariates: dic
         for name, site in trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"] and not in_data_plate(site, model.unit_plate)
     }
-
-
-def draw_log_likelihood(
-    model: GenerativeModel, x: torch.Tensor, draws: dict[str, torch.Tensor], covariates: dict | None = None
-) -> torch.Tensor:
-    """Pointwise ``log p(x_i | θ_s)`` for every posterior draw, shape ``(S, N)``.
-
-    Each draw conditions the story's global sites; the model's own ``log_prob`` then
-    marginalises any local latents, so enumerated mixtures score correctly.
-    """
-    covariates = covariates or {}
-    if is_program(model):  # a user's program: per unit, summed over observed sites
-        from ppgen.predictive import site_log_likelihood
-
-        return site_log_likelihood(model, covariates, draws)[1]
-    total = next(iter(draws.values())).shape[0]
-    if not model.has_local_latents:
-        vectorised = _vectorised_log_likelihood(model, x, draws, covariates, total)
-        if vectorised is not None:
-            return vectorised
-    return _looped_log_likelihood(model, x, draws, covariates, total)
 
 
 def _looped_log_likelihood(model, x, draws, covariates, total) -> torch.Tensor:

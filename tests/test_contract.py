@@ -22,7 +22,7 @@ import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 import ppgen
-from ppgen import registry
+from ppgen.app import registry
 from ppgen.errors import ImplicitModelError, MethodError
 from ppgen.inference.svi import _has_enumeration
 

@@ -30,7 +30,7 @@ def _cases():
     )
     draws = {"loc": torch.randn(40, 2), "scale": torch.rand(40, 2) + 0.5}
     yield bayes, x2.float(), {}, draws
-    # Users' programs have their own vectorised path (ppgen.predictive), tested in tests/test_program.py.
+    # Users' programs have their own vectorised path (ppgen.programs.draws), tested in tests/test_program.py.
 
 
 def test_vectorised_pointwise_log_likelihood_equals_the_draw_by_draw_loop():

@@ -134,15 +134,15 @@ DEEP = {"made", "flow", "vae", "gan"}
 
 
 def _registered():
-    from ppgen import registry
+    from ppgen.app import registry
 
     return [pytest.param(name, marks=pytest.mark.slow) if name in DEEP else name for name in registry.names()]
 
 
 @pytest.mark.parametrize("name", _registered())
 def test_every_registered_model_round_trips(name, tmp_path):
-    from ppgen import registry
-    from tests.test_cli import _data_for
+    from ppgen.app import registry
+    from tests.app.test_cli import _data_for
 
     ok, _ = registry.available(name)
     if not ok:

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import ppgen
-from ppgen import probability as P
+from ppgen.measures import probability as P
 
 FAST = os.environ.get("PPGEN_FAST") == "1"  # the test suite's smoke run: seconds
 FULL = os.environ.get("PPGEN_FULL") == "1" and not FAST  # the long version (see the top)

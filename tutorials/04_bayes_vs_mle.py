@@ -27,8 +27,8 @@ import pyro.distributions as dist
 import torch
 
 import ppgen
+from ppgen.app.plots import posterior_narrowing, posterior_vs_mle
 from ppgen.models import Gaussian, NormalInverseGamma
-from ppgen.plots import posterior_narrowing, posterior_vs_mle
 
 FAST = os.environ.get("PPGEN_FAST") == "1"  # the test suite's smoke run: seconds
 FULL = os.environ.get("PPGEN_FULL") == "1" and not FAST  # the long version (see the top)

@@ -33,9 +33,9 @@ import torch
 
 import ppgen
 from ppgen.data import load
-from ppgen.metrics import bits_per_dim, heldout_nll
+from ppgen.measures.metrics import bits_per_dim, heldout_nll
 from ppgen.models import MADE, CharRNN, Flow
-from ppgen.models.autoregressive import first_names
+from ppgen.models.char_rnn import first_names
 
 FAST = os.environ.get("PPGEN_FAST") == "1"  # the test suite's smoke run: seconds
 FULL = os.environ.get("PPGEN_FULL") == "1" and not FAST  # the long version (see the top)

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 import ppgen
-from ppgen import divergences
+from ppgen.measures import divergences
 from ppgen.models import Gaussian, MLPCritic
 
 FAST = os.environ.get("PPGEN_FAST") == "1"  # the test suite's smoke run: seconds

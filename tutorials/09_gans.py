@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from sklearn.datasets import make_moons
 
 import ppgen
+from ppgen.app.tour_context import load_benchmark
 from ppgen.inference.adversarial import log_density_ratio, toy_2d_recipe
-from ppgen.metrics import energy_distance, mode_coverage
+from ppgen.measures.metrics import energy_distance, mode_coverage
 from ppgen.models import Flow, Gaussian, MLPCritic, MLPGenerator
-from ppgen.report import load_benchmark
 
 FAST = os.environ.get("PPGEN_FAST") == "1"  # the test suite's smoke run: seconds
 FULL = os.environ.get("PPGEN_FULL") == "1" and not FAST  # the long version (see the top)

@@ -31,13 +31,15 @@ import pandas as pd
 import torch
 
 import ppgen
-from ppgen.chapters.pixels import beside_benchmark, nll_table, pmf_vs_pdf
+from ppgen.app.chapters.digits17 import nll_table
+from ppgen.app.chapters.digits17_data import pmf_vs_pdf
+from ppgen.app.chapters.pixels import beside_benchmark
+from ppgen.app.tour_context import load_benchmark
 from ppgen.data import load
-from ppgen.dequantize import dequantize, discrete_nll_bound
 from ppgen.errors import ImplicitModelError
-from ppgen.metrics import energy_distance, mmd
+from ppgen.measures.dequantize import dequantize, discrete_nll_bound
+from ppgen.measures.metrics import energy_distance, mmd
 from ppgen.models import Gaussian, MLPCritic, MLPGenerator, NormalInverseGamma
-from ppgen.report import load_benchmark
 
 FAST = os.environ.get("PPGEN_FAST") == "1"  # the test suite's smoke run: seconds
 FULL = os.environ.get("PPGEN_FULL") == "1" and not FAST  # the long version (see the top)

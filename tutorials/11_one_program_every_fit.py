@@ -5,25 +5,17 @@
 # draws four times as many NUTS samples and trains the optimisers longer (about 3.5 min).
 # `PPGEN_FAST=1` is the test suite's seconds-long smoke run. The last line prints the time taken.*
 #
-# Tutorial 04 fitted a built-in story. Here the story is a Pyro program you could have copied
-# from Pyro's own examples, and ppgen fits it *as written* — no wrapper, no renaming — by every
-# method that applies: maximum likelihood with the priors dropped (`"mle"`, which for a
-# hierarchical program is empirical Bayes), the posterior mode (`"map"`), a Laplace
-# approximation, variational inference with two guides, and NUTS. Two real data sets:
-#
-# 1. **Efron & Morris's baseball players** (1975): 18 major-league batters' hits in their first
-#    45 at-bats of 1970, and how they batted for the rest of the season. Predicting the rest of
-#    the season from 45 at-bats is the classic case for *shrinkage*: each player's own average is
-#    the maximum-likelihood estimate, and it loses — badly — to estimates pulled towards the
-#    group.
-# 2. **Terrain ruggedness and GDP** (Nunn & Puga 2012, the data of Pyro's Bayesian regression
-#    tutorial): rugged terrain goes with lower income outside Africa and higher income inside it.
-#    How sure can we be of that reversal? Each fit answers with a different width.
+# Tutorial 04 fitted a built-in story. Here the story is a Pyro program copied from Pyro's own
+# examples (`examples/baseball.py` and the Bayesian regression tutorial), and ppgen fits it *as
+# written* — no wrapper, no renaming — by every method that applies: maximum likelihood with the
+# priors dropped (`"mle"`), the posterior mode (`"map"`), a Laplace approximation, variational
+# inference with two guides, and NUTS. Two real data sets: **Efron & Morris's baseball players**,
+# the classic case for shrinkage, and **terrain ruggedness and GDP**, where the fits agree on an
+# effect and disagree on how sure to be of it.
 #
 # References: B. Efron and C. Morris (1975), "Data analysis using Stein's estimator and its
 # generalizations", *JASA* 70(350), 311–319; N. Nunn and D. Puga (2012), "Ruggedness: the
 # blessing of bad geography in Africa", *Review of Economics and Statistics* 94(1), 20–36.
-# The programs are those of Pyro's `examples/baseball.py` and its Bayesian regression tutorial.
 
 # %%
 import os
@@ -53,7 +45,6 @@ START = time.perf_counter()
 FIGURES = Path(__file__).resolve().parent / "figures"
 FIGURES.mkdir(exist_ok=True)
 torch.set_num_threads(1)  # 18 players, 170 countries: one thread is faster on a shared CPU
-pd.set_option("display.width", 160)
 QUIET = {"seed": 0, "progress": False}
 DRAWS = 100 if FAST else 1600 if FULL else 400  # NUTS draws (and as many warm-up steps)
 STEPS = 300 if FAST else 4000 if FULL else 1500  # optimiser steps for MLE/MAP/SVI
@@ -62,9 +53,12 @@ SVI_STEPS = max(STEPS, 1000)  # the regression's bias must travel from 0 to 9: 3
 # %% [markdown]
 # ## Part 1 — Efron and Morris's baseball players
 #
-# `ppgen.data.load("baseball")` is Efron & Morris's table (as shipped with Pyro's example):
-# `At-Bats` and `Hits` are the first 45 at-bats, `RemainingAt-Bats` and `RemainingAverage` the
-# rest of the season, `SeasonAt-Bats` and `SeasonHits` the whole season.
+# `ppgen.data.load("baseball")` is Efron & Morris's table (as shipped with Pyro's example): 18
+# major-league batters of 1970. `At-Bats` and `Hits` are their first 45 at-bats,
+# `RemainingAt-Bats` and `RemainingAverage` the rest of the season, `SeasonAt-Bats` and
+# `SeasonHits` the whole season. Predicting the rest of the season from 45 at-bats is the classic
+# case for *shrinkage*: each player's own average is the maximum-likelihood estimate, and it
+# loses — badly — to estimates pulled towards the group.
 
 # %%
 players = ppgen.data.load("baseball")
@@ -77,36 +71,30 @@ truth = players["RemainingAverage"].to_numpy()
 print(players[["FirstName", "LastName", "Hits", "At-Bats", "RemainingAt-Bats", "RemainingAverage"]].head(6))
 print(
     f"... {len(players)} players; first-45 averages {first.min():.3f} to {first.max():.3f}, "
-    f"rest of season {truth.min():.3f} to {truth.max():.3f}"
-)
-print(
+    f"rest of season {truth.min():.3f} to {truth.max():.3f}\n"
     f"standard deviation across players: first 45 {first.std(ddof=1):.3f}, "
     f"rest of season {truth.std(ddof=1):.3f}"
 )
 
 # %% [markdown]
-# The first-45 averages spread much wider than what the players went on to hit (standard
-# deviations printed below). With 45 at-bats a .265 hitter's average has a binomial standard
-# deviation of `sqrt(.265 · .735 / 45) ≈ .066` on its own — nearly all of the observed spread.
-# Most of every extreme early average is luck.
+# The first-45 averages spread much wider than what the players went on to hit. With 45 at-bats
+# a .265 hitter's average has a binomial standard deviation of `sqrt(.265 · .735 / 45) ≈ .066`
+# on its own — nearly all of the observed spread: most of every extreme early average is luck.
 #
 # ## Three estimators that need no fitting
 #
-# - **No pooling**: each player's own average `y_i = hits_i / 45`, the maximum-likelihood
-#   estimate of a binomial rate, one player at a time.
+# - **No pooling**: each player's own average `y_i = hits_i / 45`, the binomial MLE.
 # - **Complete pooling**: every player gets the group's average — as if they were one batter.
-# - **James–Stein**: shrink each `y_i` towards the mean `ȳ` by the factor
-#   `c = 1 − (k − 3) σ² / Σ (y_i − ȳ)²`, with `k = 18` players and `σ² = ȳ(1 − ȳ)/45` the
-#   binomial variance of one average. How far to shrink is estimated from the data: the
-#   observed spread `Σ (y_i − ȳ)²` is compared with the spread that luck alone would produce.
+# - **James–Stein**: shrink each `y_i` towards the mean `ȳ` by `c = 1 − (k − 3) σ² / Σ (y_i − ȳ)²`,
+#   with `k = 18` players and `σ² = ȳ(1 − ȳ)/45` the binomial variance of one average: how far
+#   to shrink compares the observed spread with the spread that luck alone would produce.
 #
-# We score each estimator by its total squared error against the remaining-season averages,
+# Each is scored by its total squared error against the remaining-season averages,
 # `Σ_i (p̂_i − RemainingAverage_i)²`, and by the log predictive density of the hits each player
-# actually got in the rest of the season (per player, higher is better).
+# got in the rest of the season (per player, higher is better).
 
 # %%
-k = len(first)
-y_bar = first.mean()
+k, y_bar = len(first), first.mean()
 sigma2 = y_bar * (1 - y_bar) / 45
 shrink = 1 - (k - 3) * sigma2 / ((first - y_bar) ** 2).sum()
 estimates = {
@@ -115,14 +103,12 @@ estimates = {
     "James-Stein": y_bar + shrink * (first - y_bar),
 }
 print(f"James-Stein: shrink every deviation from {y_bar:.3f} by c = {shrink:.3f}")
-rest_at_bats = torch.tensor(rest["at_bats"].to_numpy(), dtype=torch.float32)
-rest_hits = torch.tensor(rest["hits"].to_numpy(), dtype=torch.float32)
 
 
-def plug_in_log_predictive(p: np.ndarray) -> float:
+def plug_in_score(p: np.ndarray) -> float:
     """Mean over players of log Binomial(rest hits | rest at-bats, p_i): a point estimate's score."""
-    rate = torch.tensor(p, dtype=torch.float32)
-    return float(dist.Binomial(rest_at_bats, probs=rate).log_prob(rest_hits).mean())
+    at_bats, hits = (torch.tensor(rest[key].to_numpy(), dtype=torch.float32) for key in ("at_bats", "hits"))
+    return float(dist.Binomial(at_bats, probs=torch.tensor(p, dtype=torch.float32)).log_prob(hits).mean())
 
 
 # %% [markdown]
@@ -130,11 +116,12 @@ def plug_in_log_predictive(p: np.ndarray) -> float:
 #
 # Pyro's baseball example writes partial pooling like this: each player's log-odds of a hit,
 # `alpha_i`, is drawn around a shared `loc` with a shared `scale`, and the hits are binomial.
-# We copy it as it is — positional arguments, an observed site called `"obs"`.
+# We copy it as it is — positional arguments, an observed site called `"obs"`. Before any fit, ask
+# what the priors believe: `ppgen.prior_predictive` runs the program forwards (`loc`, `scale`,
+# every `alpha_i`, the hits) into ArviZ's `prior` and `prior_predictive` groups.
+
 
 # %%
-
-
 def partially_pooled_with_logit(at_bats, hits=None):
     num_players = at_bats.shape[0]
     loc = pyro.sample("loc", dist.Normal(-1, 1))
@@ -145,13 +132,6 @@ def partially_pooled_with_logit(at_bats, hits=None):
 
 
 print("methods that apply:", ppgen.applicable_methods(partially_pooled_with_logit, early))
-
-# %% [markdown]
-# Before fitting anything, ask what the priors believe. `ppgen.prior_predictive` runs the
-# program forwards — `loc`, `scale`, every `alpha_i`, then the hits — and returns ArviZ's `prior`
-# and `prior_predictive` groups.
-
-# %%
 prior = ppgen.prior_predictive(partially_pooled_with_logit, early, num_samples=500, seed=0)
 prior_averages = prior.prior_predictive["obs"].values.reshape(-1) / 45
 print(
@@ -161,24 +141,19 @@ print(
 )
 
 # %% [markdown]
-# The priors are weak — far weaker than baseball knowledge. The median imagined batter hits
-# about `sigmoid(−1) ≈ .27`, but the heavy-tailed `HalfCauchy(1)` on the spread lets a quarter of
-# them hit over .500 and many never (or always) get a hit. Here that is harmless: 18 × 45 at-bats
-# overrule it (the fits below agree with James–Stein, which needs no prior distribution). In general this
-# is what the check is for — a prior predictive that puts its mass on impossible data is a
-# mistake in the program, found before any fit.
-#
-# Three fits of that one program:
+# The priors are weak: the median imagined batter hits about `sigmoid(−1) ≈ .27`, but the
+# heavy-tailed `HalfCauchy(1)` on the spread lets a quarter of them hit over .500 and many never
+# (or always) get a hit. Here 18 × 45 at-bats overrule that; in general a prior predictive with
+# its mass on impossible data is a mistake in the program, found before any fit. Three fits:
 #
 # - `method="mle"` drops the priors of the **globals** (`loc`, `scale`) and maximises the
-#   *marginal* likelihood, with each player's `alpha_i` integrated out — empirical Bayes
-#   (type-II maximum likelihood). `fit.params` holds `loc` and `scale`; `fit.draws["alpha"]`
-#   holds draws of each player's log-odds given them.
-# - `method="map"` maximises the joint density of everything, `alpha` included. For a
-#   hierarchy that is a trap: the density grows without bound as `scale → 0` with every
-#   `alpha_i = loc` (the *funnel*), so the mode is complete pooling in disguise. For the same
-#   reason the Laplace approximation (`guide="laplace"`, a Gaussian at the mode) is refused
-#   with a `MethodError` on this program: there is no mode to expand around.
+#   *marginal* likelihood, each player's `alpha_i` integrated out — empirical Bayes (type-II
+#   maximum likelihood). `fit.params` holds `loc` and `scale`; `fit.draws["alpha"]` holds draws
+#   of each player's log-odds given them.
+# - `method="map"` maximises the joint density of everything, `alpha` included — for a hierarchy,
+#   a trap: the density grows without bound as `scale → 0` with every `alpha_i = loc` (the
+#   *funnel*), so the mode is complete pooling in disguise. For the same reason the Laplace
+#   approximation (`guide="laplace"`, a Gaussian at the mode) is refused with a `MethodError`.
 # - `method="mcmc"` (NUTS) samples the posterior of `loc`, `scale` and all 18 `alpha_i`.
 
 # %%
@@ -207,30 +182,26 @@ except ppgen.MethodError as error:
     print("Laplace:", str(error)[:120], "...")
 
 # %% [markdown]
-# A player's estimate is his expected rate `E[sigmoid(alpha_i)]`, averaged over the draws (the
-# plug-in `sigmoid(alpha_i)` for MAP). `fit.score(rest)` is the log predictive density of the
-# rest of the season per player: for the empirical-Bayes and NUTS fits it averages the binomial
-# probability over the draws of `alpha_i` (each player keeps his own), for MAP it plugs the mode in.
+# A player's estimate is his expected rate `E[sigmoid(alpha_i)]` over the draws (the plug-in
+# `sigmoid(alpha_i)` for MAP). `fit.score(rest)`, the score Pyro's example reports, is the log
+# predictive density of the rest of the season per player: for the empirical-Bayes and NUTS fits
+# it averages the binomial probability over each player's draws of `alpha_i`; MAP plugs the mode in.
 
 # %%
 estimates["empirical Bayes (mle)"] = torch.sigmoid(eb.draws["alpha"]).mean(0).numpy()
 estimates["MAP"] = torch.sigmoid(map_.params["alpha"]).detach().numpy()
 estimates["full Bayes (NUTS)"] = torch.sigmoid(nuts.draws["alpha"]).mean(0).numpy()
-rows = []
-for label, p in estimates.items():
-    rows.append(
-        {
-            "estimator": label,
-            "squared error": ((p - truth) ** 2).sum(),
-            "held-out log pred. per player": fits[label].score(rest)
-            if label in fits
-            else plug_in_log_predictive(p),
-            "seconds": seconds.get(label, 0.0),
-        }
-    )
-table = pd.DataFrame(rows).sort_values("held-out log pred. per player", ascending=False)
+sse = {label: ((p - truth) ** 2).sum() for label, p in estimates.items()}
+table = pd.DataFrame(
+    {
+        "estimator": label,
+        "squared error": sse[label],
+        "held-out log pred. per player": fits[label].score(rest) if label in fits else plug_in_score(p),
+        "seconds": seconds.get(label, 0.0),
+    }
+    for label, p in estimates.items()
+).sort_values("held-out log pred. per player", ascending=False)
 print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-sse = {row["estimator"]: row["squared error"] for row in rows}
 print(
     f"no pooling / James-Stein = {sse['no pooling (MLE per player)'] / sse['James-Stein']:.1f}x "
     "(Efron & Morris report about 3.5x with their arcsine-transformed version)"
@@ -241,37 +212,28 @@ assert abs(sse["James-Stein"] - 0.0268) < 1e-4, sse
 assert sse["full Bayes (NUTS)"] <= 0.032, sse
 
 # %% [markdown]
-# Read the squared errors first. Every estimator that pools — James–Stein, empirical Bayes,
-# NUTS, even complete pooling — cuts the no-pooling error by a factor of about three (3.2× for
-# James–Stein on the raw averages). James–Stein and empirical Bayes are the same idea: estimate
-# the prior's spread from the data, then shrink by it; the two land within a few thousandths of
-# NUTS, which adds the uncertainty about `loc` and `scale` and changes little. Complete pooling, and MAP
-# that collapsed onto it, do nearly as well on squared error because these 18 players really are
-# close to each other.
+# Every estimator that pools — even complete pooling — cuts the no-pooling squared error by a
+# factor of about three. James–Stein and empirical Bayes are the same idea (estimate the prior's
+# spread from the data, then shrink by it) and land within a few thousandths of NUTS, which adds
+# the uncertainty about `loc` and `scale`. Complete pooling, and MAP that collapsed onto it, do
+# nearly as well because these 18 players really are close to each other.
 #
-# The held-out log predictive density ranks differently, and it is the score that asks for a
-# whole predictive distribution. The two fits that *average over* each player's rate
-# (empirical Bayes and NUTS) come first. Every point estimate is scored through a plug-in
-# binomial over ~400 remaining at-bats, which is sharp: an error of .03 in a player's rate costs
-# several nats, so James–Stein, with one of the smallest squared errors, scores below complete
-# pooling, and no pooling is far behind. Pyro's baseball example reports this score for each of
-# its models; here it is one call, `fit.score(rest)`.
+# The held-out log predictive density asks for a whole predictive distribution, and ranks the two
+# fits that *average over* each player's rate first. A plug-in binomial over ~400 at-bats is sharp
+# — an error of .03 in a rate costs several nats — so James–Stein, with one of the smallest
+# squared errors, scores below complete pooling, and no pooling is far behind.
 #
-# For the fits themselves `ppgen.compare` makes the table in one call, and adds what can be
-# estimated from the first 45 at-bats alone: the leave-one-player-out ELPD (PSIS-LOO) and WAIC,
-# where the fit has draws of the players' `alpha` (not MAP). A Pareto `k` above 0.7 flags a
-# player whose removal moves the posterior too much for importance sampling to follow.
+# `ppgen.compare` tabulates the fits in one call and adds what the first 45 at-bats alone can
+# estimate: the leave-one-player-out ELPD (PSIS-LOO) and WAIC, for fits with draws of `alpha`
+# (not MAP); a Pareto `k` above 0.7 flags a player whose removal moves the posterior too much for
+# importance sampling to follow. Then the shrinkage picture: each player's line goes from his
+# first-45 average, through his partially pooled estimate, to what he hit in the rest of the season.
 
 # %%
 comparison = ppgen.compare(list(fits.values()), rest, names=list(fits))
 shown = ["model", "test_loglik", "elpd_loo", "loo_pareto_k_max", "elpd_waic", "seconds"]
 print(comparison[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
-# %% [markdown]
-# The shrinkage picture: each player's line goes from his first-45 average, through his
-# partially pooled estimate, to what he actually hit in the rest of the season.
-
-# %%
 fig, ax = plt.subplots(figsize=(7.0, 4.2))
 columns = [first, estimates["James-Stein"], estimates["full Bayes (NUTS)"], truth]
 for i in range(k):
@@ -280,12 +242,9 @@ for i in range(k):
     ax.scatter(range(4), values, color="black", s=8, zorder=3)
 for i in (int(np.argmax(first)), int(np.argmin(first))):
     ax.annotate(names[i], (0, first[i]), xytext=(-6, 0), textcoords="offset points", ha="right", fontsize=7)
-ax.set_xticks(
-    range(4), ["first 45 at-bats\n(no pooling)", "James-Stein", "partial pooling\n(NUTS)", "rest of season"]
-)
-ax.set_xlim(-0.9, 3.3)
-ax.set_ylabel("batting average")
-ax.set_title("Shrinkage: extreme early averages were mostly luck")
+ticks = ["first 45 at-bats\n(no pooling)", "James-Stein", "partial pooling\n(NUTS)", "rest of season"]
+ax.set_xticks(range(4), ticks)
+ax.set(xlim=(-0.9, 3.3), ylabel="batting average", title="Shrinkage: extreme early averages were mostly luck")
 fig.tight_layout()
 fig.savefig(FIGURES / "11_baseball_shrinkage.png", dpi=100)
 plt.close(fig)
@@ -293,14 +252,12 @@ plt.close(fig)
 # %% [markdown]
 # ## Does the fit reproduce the data? A predictive check
 #
-# Replicate the 18 hit counts from each fit and compare a statistic of the replicates with the
-# observed one: here the spread of the hits across players (`statistic="sd"`). MAP's plug-in
-# `scale ≈ 0` makes every player the same batter, so its replicates vary only by binomial luck;
-# NUTS's posterior predictive averages over the plausible scales and spreads wider. The p-values
-# `P(T(y_rep) ≥ T(y))` show something about the data too: the observed sd (3.1 hits) is barely
-# above the binomial sd of one batter over 45 at-bats (about 3.0), so neither fit is rejected —
-# in 45 at-bats almost all of the spread between these players is luck, which is why shrinking
-# so hard (James–Stein's `c = 0.21`) pays.
+# Replicate the 18 hit counts from each fit and compare their spread across players
+# (`statistic="sd"`) with the observed one. MAP's plug-in `scale ≈ 0` makes every player the same
+# batter, so its replicates vary only by binomial luck; NUTS averages over the plausible scales
+# and spreads wider. Yet the p-values `P(T(y_rep) ≥ T(y))` reject neither: the observed sd (3.1
+# hits) is barely above one batter's binomial sd over 45 at-bats (about 3.0) — the spread is
+# almost all luck, which is why shrinking so hard (James–Stein's `c = 0.21`) pays.
 
 # %%
 fig = ppgen.plots.predictive_check(
@@ -313,19 +270,22 @@ fig.savefig(FIGURES / "11_baseball_predictive_check.png", dpi=100)
 plt.close(fig)
 observed_sd = float(np.std(players["Hits"].to_numpy(), ddof=1))
 for label, fit in (("MAP", map_), ("NUTS", nuts)):
-    replicate_sd = fit.predict(num_samples=200, seed=0)["obs"].std(-1)
-    print(
-        f"{label:4s}: P(sd of replicated hits >= observed {observed_sd:.2f}) = "
-        f"{float((replicate_sd >= observed_sd).double().mean()):.2f}"
-    )
+    p_value = float((fit.predict(num_samples=200, seed=0)["obs"].std(-1) >= observed_sd).double().mean())
+    print(f"{label:4s}: P(sd of replicated hits >= observed {observed_sd:.2f}) = {p_value:.2f}")
 
 # %% [markdown]
 # ## Part 2 — Terrain ruggedness and GDP, as Pyro's regression tutorial writes it
 #
-# Log GDP per capita in 2000 against the terrain ruggedness index, for the 170 countries with a
-# GDP value, with an indicator for Africa and the interaction: the slope of ruggedness is `w₁`
-# outside Africa and `w₁ + w₂` inside it, so `w₂` (the weight of `cont_africa · rugged`) is the
-# reversal. The program is Pyro's `PyroModule[nn.Linear]` regression with `PyroSample` weights.
+# Nunn & Puga's log GDP per capita in 2000 against the terrain ruggedness index, for the 170
+# countries with a GDP value, with an indicator for Africa and the interaction: the slope of
+# ruggedness is `w₁` outside Africa and `w₁ + w₂` inside it, so `w₂` (the weight of
+# `cont_africa · rugged`) is the reversal — rugged terrain goes with lower income outside Africa
+# and higher income inside it. How sure can we be of it? The program is Pyro's
+# `PyroModule[nn.Linear]` regression with `PyroSample` weights, and five fits answer differently.
+# With no per-unit latents `"mle"` is plain maximum likelihood — least squares for the weights
+# (checked against `torch.linalg.lstsq`). Laplace works here (the log joint has a proper mode);
+# the mean-field normal guide gives each weight its own independent Gaussian; the multivariate
+# normal guide (`"mvn"`) fits their correlations too; NUTS samples the posterior.
 
 # %%
 rugged = ppgen.data.load("rugged")
@@ -354,14 +314,6 @@ class BayesianRegression(PyroModule):
 regression = BayesianRegression(3, 1)
 print("methods that apply:", ppgen.applicable_methods(regression, regression_data))
 
-# %% [markdown]
-# Five fits of one program. This one has no per-unit latents, so `"mle"` is plain maximum
-# likelihood — least squares for the weights (checked below against `torch.linalg.lstsq`). The
-# Laplace approximation works here (the log joint has a proper mode); the mean-field normal guide
-# gives each weight its own independent Gaussian; the multivariate normal guide (`"mvn"`) fits
-# their correlations too; NUTS samples the exact posterior.
-
-# %%
 regression_fits, regression_seconds = {}, {}
 svi = {"num_steps": SVI_STEPS, "lr": 0.05, "lr_decay": 0.05, "patience": 10**9}
 for label, method, options in [
@@ -376,57 +328,40 @@ for label, method, options in [
     regression_seconds[label] = time.perf_counter() - start
 design = torch.cat([regression_data["x"], torch.ones(170, 1)], 1)
 least_squares = torch.linalg.lstsq(design, regression_data["y"][:, None]).solution.squeeze()
-mle_weight = regression_fits["MLE"].params["linear.weight"].reshape(-1)
-print(
-    f"MLE weights {mle_weight.detach().numpy().round(4)}, least squares {least_squares[:3].numpy().round(4)}"
+mle_weight = regression_fits["MLE"].params["linear.weight"].reshape(-1).detach().numpy()
+print(f"MLE weights {mle_weight.round(4)}, least squares {least_squares[:3].numpy().round(4)}")
+w2 = {"MLE": mle_weight[2:3]}  # w2, the weight of africa·rugged: one value for the MLE, draws for the rest
+for label, fit in list(regression_fits.items())[1:]:
+    w2[label] = fit.draws["linear.weight"].reshape(-1, 3)[:, 2].numpy()
+table = pd.DataFrame(
+    {"fit": label, "w2 mean": d.mean(), "w2 sd": d.std(), "P(w2 > 0)": (d > 0).mean()}
+    for label, d in w2.items()
 )
-
-
-def interaction(fit) -> np.ndarray:
-    """Draws of w2, the weight of africa·rugged (one value for a point fit)."""
-    if fit.method == "mle":
-        return fit.params["linear.weight"].reshape(-1)[2:3].detach().numpy()
-    return fit.draws["linear.weight"].reshape(-1, 3)[:, 2].numpy()
-
-
-rows = []
-for label, fit in regression_fits.items():
-    w2 = interaction(fit)
-    rows.append(
-        {
-            "fit": label,
-            "w2 mean": w2.mean(),
-            "w2 sd": w2.std() if len(w2) > 1 else float("nan"),
-            "P(w2 > 0)": (w2 > 0).mean() if len(w2) > 1 else float("nan"),
-            "seconds": regression_seconds[label],
-        }
-    )
-print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+table.loc[table["fit"] == "MLE", ["w2 sd", "P(w2 > 0)"]] = float("nan")  # a point fit has no width
+table["seconds"] = list(regression_seconds.values())
+print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 # %% [markdown]
 # All fits agree on the centre, `w₂ ≈ 0.33–0.39`: a positive slope of ruggedness inside Africa
 # against a negative one outside (the posteriors sit a little below the MLE, pulled by the
 # `N(0, 1)` prior on the Africa weight `w₀ ≈ −1.9`, with which `w₂` is correlated). They
 # disagree on the width. Laplace, the multivariate normal guide and NUTS give nearly the same
-# standard deviation; the mean-field normal guide gives a visibly smaller one. That is the known
-# failure of mean-field variational inference: the weights are correlated (`w₁` and `w₂` trade
-# off against each other), a product of independent Gaussians cannot represent that, and
-# minimising `KL(q ‖ p)` then under-covers the posterior.
-# The MLE has no width at all.
+# standard deviation; the mean-field guide gives a visibly smaller one — the known failure of
+# mean-field inference: `w₁` and `w₂` trade off, independent Gaussians cannot represent that, and
+# minimising `KL(q ‖ p)` then under-covers the posterior. The MLE has no width at all.
+#
+# Then a posterior predictive check: `fit.predict()` puts replicated log GDPs from the NUTS posterior
+# in ArviZ's `posterior_predictive` group, and `az.plot_ppc` draws their densities over the data's.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 colours = {"Laplace": "tab:green", "SVI normal": "tab:orange", "SVI mvn": "tab:purple", "NUTS": "tab:blue"}
 grid = np.linspace(-0.2, 0.9, 400)
-for label, fit in regression_fits.items():
-    w2 = interaction(fit)
-    if len(w2) == 1:
-        axes[0].axvline(float(w2[0]), color="black", lw=1.5, ls="--", label=label)
-        continue
-    axes[0].plot(grid, stats.gaussian_kde(w2)(grid), color=colours[label], lw=2, label=label)
-axes[0].set_title("interaction slope w2 (africa x rugged) under each fit")
-axes[0].set_yticks([])
-axes[0].legend(fontsize=8)
+for label, draws in w2.items():
+    if len(draws) == 1:
+        axes[0].axvline(float(draws[0]), color="black", lw=1.5, ls="--", label=label)
+    else:
+        axes[0].plot(grid, stats.gaussian_kde(draws)(grid), color=colours[label], lw=2, label=label)
 weights = regression_fits["NUTS"].draws["linear.weight"].reshape(-1, 3).numpy()
 for slope, label, colour in (
     (weights[:, 1], "outside Africa: w1", "tab:red"),
@@ -434,19 +369,15 @@ for slope, label, colour in (
 ):
     axes[1].hist(slope, bins=30, density=True, alpha=0.5, color=colour, label=label)
 axes[1].axvline(0, color="black", lw=1)
+axes[0].set_title("interaction slope w2 (africa x rugged) under each fit")
 axes[1].set_title("NUTS: slope of log GDP on ruggedness")
-axes[1].set_yticks([])
-axes[1].legend(fontsize=8)
+for ax in axes:
+    ax.set_yticks([])
+    ax.legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(FIGURES / "11_rugged_interaction.png", dpi=100)
 plt.close(fig)
 
-# %% [markdown]
-# A posterior predictive check: `fit.predict()` draws replicated log GDPs from the NUTS
-# posterior and stores them as ArviZ's `posterior_predictive` group, so ArviZ's own
-# `az.plot_ppc` draws the replicates' densities over the observed one.
-
-# %%
 regression_fits["NUTS"].predict(seed=0)
 axes = az.plot_ppc(regression_fits["NUTS"].posterior, num_pp_samples=50 if FAST else 200, random_seed=0)
 fig = np.ravel(axes)[0].figure
@@ -454,16 +385,13 @@ fig.savefig(FIGURES / "11_rugged_ppc.png", dpi=100)
 plt.close(fig)
 
 # %% [markdown]
-# The replicates follow the observed density's centre and width, but not its shape: the
-# observed log GDP is lumpy (a hump of the poorest countries, another of the richest) and its
-# tails stop short of the replicates' Gaussian ones. A straight line with one noise scale
-# describes the trend, not the distribution around it, and no posterior width — Laplace, SVI
-# or NUTS — can repair that; only a different program can. That is what a posterior predictive
-# check is for.
+# The replicates follow the observed density's centre and width, but not its shape: the observed
+# log GDP is lumpy (a hump of the poorest countries, another of the richest) and its tails stop
+# short of the replicates' Gaussian ones. A straight line with one noise scale describes the
+# trend, not the distribution around it, and no posterior width can repair that; only a
+# different program can — which is what a posterior predictive check is for.
 
 # %%
 for label, s in {**seconds, **{f"rugged {k}": v for k, v in regression_seconds.items()}}.items():
     print(f"{label:24s} {s:6.1f} s")
-
-# %%
 print(f"tutorial 11 ran in {time.perf_counter() - START:.0f} s ({MODE} mode)")

@@ -49,7 +49,8 @@ from ppgen.inference.adversarial_recipes import (
 )
 from ppgen.inference.checkpoints import check_checkpoint_options
 from ppgen.inference.loop import Minibatches
-from ppgen.results import Fit, check_options
+from ppgen.inference.options import check_options
+from ppgen.result import Fit
 
 __all__ = [
     "Adversarial",

@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ppgen import distributed, divergences
 from ppgen.errors import NonFiniteLossError, OptionError
+from ppgen.inference import distributed
 from ppgen.inference.checkpoints import read_checkpoint, write_checkpoint
 from ppgen.inference.loop import Minibatches
+from ppgen.measures import divergences
 
 __all__ = ["player_losses", "gradient_penalty", "r1_penalty", "ParameterAverage", "TwoPlayerLoop"]
 

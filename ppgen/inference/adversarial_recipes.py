@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ppgen import divergences
 from ppgen.errors import OptionError
+from ppgen.measures import divergences
 
 __all__ = ["LOSSES", "RECIPES", "TOY_2D", "TOY_2D_CRITIC", "TOY_2D_HINGE", "toy_2d_recipe", "default_recipe"]
 

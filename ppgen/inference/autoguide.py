@@ -15,7 +15,8 @@ from pyro import poutine
 from ppgen.core import GenerativeModel, in_data_plate
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.loop import Minibatches
-from ppgen.results import Fit, inference_data
+from ppgen.inference.posterior import inference_data
+from ppgen.result import Fit
 
 __all__ = ["build_autoguide", "build_parameters", "laplace", "attach_guide_posterior", "attach_draws"]
 

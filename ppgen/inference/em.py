@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from ppgen.core import GenerativeModel
 from ppgen.errors import ConvergenceWarning, DataError, MethodError, OptionError, PpgenError
-from ppgen.results import Fit, check_options
+from ppgen.inference.options import check_options
+from ppgen.result import Fit
 
 __all__ = ["EM", "EMDecreaseError"]
 

@@ -9,7 +9,9 @@ import torch
 
 from ppgen.core import GenerativeModel
 from ppgen.errors import MethodError
-from ppgen.results import Fit, check_options, inference_data
+from ppgen.inference.options import check_options
+from ppgen.inference.posterior import inference_data
+from ppgen.result import Fit
 
 __all__ = ["Exact"]
 

@@ -26,9 +26,9 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ppgen import distributed
 from ppgen.core import DATA_PLATE, ScaleData
 from ppgen.errors import NonFiniteLossError, OptionError
+from ppgen.inference import distributed
 from ppgen.inference.checkpoints import (
     check_checkpoint_options,
     check_shapes,
@@ -120,7 +120,7 @@ class Minibatches:
     Yields ``(x_batch, covariates_batch, scale)`` where ``scale = N / batch`` is what the
     data plate's log-likelihood terms must be multiplied by.
 
-    Under ``torch.distributed`` (see :mod:`ppgen.distributed`) each rank keeps only its
+    Under ``torch.distributed`` (see :mod:`ppgen.inference.distributed`) each rank keeps only its
     shard of the rows and ``scale = world_size * n_shard / batch``, so the average over
     ranks of the per-rank losses (and gradients) equals the single-process objective.
     """

@@ -27,8 +27,9 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.loop import Minibatches, TrainConfig, train
-from ppgen.predictive import draw_count, site_draws
-from ppgen.results import Fit, inference_data
+from ppgen.inference.posterior import inference_data
+from ppgen.programs.draws import draw_count, site_draws
+from ppgen.result import Fit
 
 __all__ = ["DroppedPriors", "fit_marginal_mle"]
 

@@ -30,7 +30,9 @@ from ppgen.inference.checkpoints import (
     read_checkpoint,
     write_checkpoint,
 )
-from ppgen.results import Fit, check_options, inference_data
+from ppgen.inference.options import check_options
+from ppgen.inference.posterior import inference_data
+from ppgen.result import Fit
 
 __all__ = ["MCMCBackend"]
 

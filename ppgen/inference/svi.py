@@ -31,8 +31,10 @@ from ppgen.inference.autoguide import (
 from ppgen.inference.compiled import CompiledLoss
 from ppgen.inference.direct import direct_total_log_prob
 from ppgen.inference.loop import Minibatches, TrainConfig, train, training_mode
+from ppgen.inference.marginal import fit_marginal_mle
+from ppgen.inference.options import check_options
 from ppgen.inference.validation import Validation, split_validation
-from ppgen.results import Fit, check_options
+from ppgen.result import Fit
 
 __all__ = ["MLE", "SVI", "MAP"]
 
@@ -96,8 +98,6 @@ class MLE:
         check_options(options, self.options, self.name)
         config = _train_config(options)
         if model.is_bayesian and is_program(model):  # priors dropped, per-unit latents integrated
-            from ppgen.inference.marginal import fit_marginal_mle
-
             return fit_marginal_mle(model, x, covariates, options)
         x, covariates, held = split_validation(model, x, covariates, options)
         batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ppgen.core import is_program
+from ppgen.data import as_data
 from ppgen.errors import DataError, OptionError
 
 __all__ = ["HeldOut", "Validation", "split_validation", "DEFAULT_FRACTION"]
@@ -109,8 +110,6 @@ def _split_fraction(value, x, covariates, seed, explicit) -> tuple[torch.Tensor,
 
 
 def _given(value, x, covariates) -> HeldOut:
-    from ppgen.data import as_data
-
     try:
         x_val, cov_val = as_data(value, dtype=x.dtype)
     except DataError as err:

@@ -21,12 +21,10 @@ from collections.abc import Iterator
 import torch
 from torch.nn.parameter import UninitializedParameter
 
+from ppgen.core import PLACEHOLDER
 from ppgen.errors import DataError, OptionError
 
 __all__ = ["optional_size", "defer", "built", "seeded", "check_features", "unsized"]
-
-#: Name of the placeholder parameter an unsized model holds until ``setup``.
-PLACEHOLDER = "unsized"
 
 
 def optional_size(value, name: str) -> int | None:

@@ -13,7 +13,7 @@ import ppgen
 from ppgen.errors import OptionError
 from ppgen.inference.compiled import CompiledLoss
 from ppgen.models import Gaussian
-from tests import programs
+from tests import pyro_programs as programs
 from tests.common import assert_close
 
 VAE_FIT = dict(method="svi", batch_size=50, num_steps=15, lr=1e-3, patience=10**9, progress=False, seed=0)

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import ppgen
@@ -51,16 +51,19 @@ def _check_em_property(fit, x, k, covariance, init, seed, steps, **kwargs):
     # to variance ~reg_covar, the error of variances taken from moments about the data mean,
     # 10·d·eps·R²/reg (R: the data's largest distance from its mean; measured falls at seed 249:
     # 5.8e-9 against a bound of 3.1e-7). The backend's history must be the hand loop's
-    # log-likelihoods from the same initialisation (1e-12: same arithmetic; 1e-9 for full
-    # covariances in float64, which the backend fits on sufficient statistics — e_step_moments —
-    # while the hand loop takes responsibilities: other summation orders, measured 7e-11 in 40 steps).
+    # log-likelihoods from the same initialisation: 1e-12 where both do the same arithmetic. For full
+    # covariances in float64 the backend fits on sufficient statistics (e_step_moments) while the hand
+    # loop takes responsibilities: Sigma = E[xx'] - mu mu' loses eps·R² to cancellation, which the
+    # log-density sees divided by the smallest variance (>= reg), so the histories may differ by that
+    # same conditioning bound (7e-11 measured in 40 steps on well-spread data; 5.3e-9 with 30 % of
+    # the rows on one point, reg 1e-6, against a bound of 4.0e-8), never less than 1e-9.
     model = GaussianMixture(k, covariance=covariance, **kwargs).initialize(x, init=init, seed=seed)
     logliks, pairs = _hand_em(model, x, steps)
-    assert_close(fit.history, logliks, atol=1e-9 if model.moments_apply(x) else 1e-12)
-    before, after = pairs.T
     radius2 = float((x - x.mean(0)).square().sum(-1).max())
     reg = kwargs.get("reg_covar", 1e-6)
     rounding = 10 * x.shape[1] * np.finfo(np.float64).eps * radius2 / reg
+    assert_close(fit.history, logliks, atol=max(1e-9, rounding) if model.moments_apply(x) else 1e-12)
+    before, after = pairs.T
     assert np.all(after >= before - np.maximum(1e-9 * (1 + np.abs(before)), rounding))
     assert all(torch.isfinite(v).all() for v in fit.params.values())
 
@@ -103,6 +106,8 @@ def test_em_objective_never_decreases(seed, k, dim, covariance, init):
     collinear=st.booleans(),
     reg_covar=st.sampled_from([1e-6, 1e-4, 1e-2]),
 )
+# Drawn on a fresh clone before the suite was derandomized: 5.3e-9 between the histories (see above).
+@example(seed=0, k=2, dim=2, covariance="full", init="random", duplicated=0.297, collinear=False, reg_covar=1e-6)
 def test_em_never_raises_on_near_singular_components(
     seed, k, dim, covariance, init, duplicated, collinear, reg_covar
 ):

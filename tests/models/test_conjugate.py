@@ -158,7 +158,7 @@ def test_sequential_updating_equals_batch(family):
 
 
 def test_inverse_wishart_matches_scipy():
-    from ppgen.models.conjugate import InverseWishart
+    from ppgen.models.conjugate_normal import InverseWishart
 
     psi = torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=torch.float64)
     d = InverseWishart(6.0, psi)

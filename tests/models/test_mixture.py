@@ -1,4 +1,6 @@
-"""Mixtures: the Pyro story, the closed-form marginal and EM agree with independent references."""
+"""Gaussian mixtures and the skeleton every mixture shares: the Pyro story, the closed-form marginal
+and EM agree with independent references — TraceEnum_ELBO, scipy densities, scikit-learn's EM,
+closed-form M-steps and maximisers of Q + P. The discrete families are in test_pixel_mixture.py."""
 
 import math
 import warnings
@@ -41,19 +43,6 @@ def test_enumerated_story_equals_log_prob(covariance):
     # (PYRO_NOTES 4), an independent code path from log_prob's GEMM formulas; float64 round-off ~1e-13.
     model = random_mixture(covariance)
     x = blobs(n=50, seed=3)
-    elbo = -TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model.model, model.guide, x)
-    assert_close(elbo, model.log_prob(x).sum(), atol=1e-10)
-
-
-@pytest.mark.parametrize("model_cls", [BernoulliMixture, CategoricalMixture])
-def test_enumerated_story_equals_log_prob_discrete(model_cls):
-    # Same reference for the discrete families; 1e-10 in float64.
-    g = torch.Generator().manual_seed(0)
-    if model_cls is BernoulliMixture:
-        model, x = BernoulliMixture(3, 8).double(), (torch.rand(40, 8, generator=g) > 0.5).double()
-    else:
-        model, x = CategoricalMixture(3, 4, 8).double(), torch.randint(0, 4, (40, 8), generator=g).double()
-    model.initialize(x, init="random", seed=1)
     elbo = -TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model.model, model.guide, x)
     assert_close(elbo, model.log_prob(x).sum(), atol=1e-10)
 
@@ -152,22 +141,6 @@ def test_em_recovers_separated_clusters_and_predict():
     assert max((pred == labels).mean(), (pred != labels).mean()) > 0.99
 
 
-def test_bernoulli_mixture_log_prob_bruteforce_and_m_step():
-    # Reference: brute-force sum over k of products of scipy Bernoulli pmfs; and an M-step from
-    # hard one-hot responsibilities must give each group's pixel means (closed form).
-    g = torch.Generator().manual_seed(0)
-    x = (torch.rand(30, 5, generator=g) > 0.4).double()
-    model = BernoulliMixture(2, 5).double()
-    labels = torch.arange(30) % 2
-    model.m_step(x, torch.nn.functional.one_hot(labels, 2).double())
-    for k in range(2):
-        expected = x[labels == k].mean(0).clamp(1e-6, 1 - 1e-6)
-        assert_close(model.probs[k], expected, atol=1e-12)
-    p, pi = model.probs.detach().numpy(), model.pi.detach().numpy()
-    dens = sum(pi[k] * stats.bernoulli(p[k]).pmf(x.numpy()).prod(1) for k in range(2))
-    assert_close(model.log_prob(x), np.log(dens), atol=1e-10)
-
-
 def test_sampling_moments():
     # Reference: mixture mean sum_k pi_k mu_k; Monte Carlo with 20000 draws, sd of the mean
     # < 0.05 here, tolerance 0.1 (= 2+ standard errors per coordinate).
@@ -255,22 +228,6 @@ def test_bayesian_mixture_nuts_recovers_means():
     assert "log_likelihood" in fit.posterior.groups()
 
 
-def test_categorical_m_step_counts_and_log_prob():
-    # Reference: from hard one-hot responsibilities, each component's probabilities are the
-    # per-group category frequencies (closed form); log_prob by brute force in numpy.
-    g = torch.Generator().manual_seed(1)
-    x = torch.randint(0, 3, (40, 4), generator=g).double()
-    labels = torch.arange(40) % 2
-    model = CategoricalMixture(2, 3, 4).double()
-    model.m_step(x, torch.nn.functional.one_hot(labels, 2).double())
-    for k in range(2):
-        freq = torch.nn.functional.one_hot(x[labels == k].long(), 3).double().mean(0).clamp_min(1e-6)
-        assert_close(model.probs[k], freq / freq.sum(-1, keepdim=True), atol=1e-12)
-    p, pi, xi = model.probs.detach().numpy(), model.pi.detach().numpy(), x.long().numpy()
-    dens = sum(pi[k] * p[k][np.arange(4), xi].prod(1) for k in range(2))
-    assert_close(model.log_prob(x), np.log(dens), atol=1e-10)
-
-
 def test_save_load_roundtrip(tmp_path):
     # Reference: the fit before saving; a reloaded fit scores identically.
     x = blobs(n=100)
@@ -300,59 +257,6 @@ def test_prior_argument_equals_bayesian():
         GaussianMixture(2, prior=priors)
     with pytest.raises(OptionError, match="shape"):
         GaussianMixture(2, 3, prior={"mu": dist.Normal(0.0, 1.0)})
-
-
-def test_floored_m_step_is_the_constrained_maximiser():
-    # Reference: scipy SLSQP on max sum_c w_c log p_c s.t. sum p = 1, p >= floor (tolerance 1e-6,
-    # the optimiser's own); plus the KKT conditions exactly (1e-12): one common ratio w/p on the
-    # free categories, and floored ones have w/lam <= floor.
-    from scipy.optimize import minimize
-
-    from ppgen.models.pixel_mixture import floored_simplex_mle
-
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        c = int(rng.integers(2, 8))
-        floor = float(rng.uniform(0, 0.9 / c))
-        w = rng.exponential(size=c) * (rng.uniform(size=c) < 0.6) + 1e-3 * (rng.uniform(size=c) < 0.2)
-        w[0] += 0.5
-        p = floored_simplex_mle(torch.tensor(w)[None], floor)[0].numpy()
-        assert abs(p.sum() - 1) < 1e-12 and (p >= floor - 1e-15).all()
-        free = p > floor + 1e-12
-        lam = w[free] / p[free]
-        assert np.ptp(lam) < 1e-12 * lam.max() and (w[~free] / lam[0] <= floor + 1e-12).all()
-        ref = minimize(
-            lambda q, w=w: -(w * np.log(q)).sum(),
-            np.full(c, 1 / c),
-            method="SLSQP",
-            bounds=[(floor + 1e-12, 1)] * c,
-            constraints={"type": "eq", "fun": lambda q: q.sum() - 1},
-            options={"ftol": 1e-14, "maxiter": 500},
-        )
-        assert np.abs(ref.x - p).max() < 1e-5
-        assert -(w * np.log(p)).sum() <= ref.fun + 1e-9
-
-
-def test_categorical_mixture_em_never_decreases_with_a_large_floor():
-    # Clamp-then-renormalise (the old M-step) decreased the likelihood here and EM stopped with
-    # EMDecreaseError; the exact floored M-step keeps EM monotone.
-    x = ppgen.data.load("digits-17", "train")[:300].double()
-    for k, floor, seed in [(10, 1e-2, 1), (10, 1e-2, 2), (5, 3e-2, 0)]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            fit = ppgen.fit(
-                CategoricalMixture(k, 17, min_prob=floor),
-                x,
-                method="em",
-                max_iter=50,
-                seed=seed,
-                progress=False,
-            )
-        history = torch.tensor(fit.history)
-        assert (history[1:] - history[:-1] >= -1e-9 * history.abs()[1:]).all()
-        assert float(fit.params["probs"].min()) >= floor * (1 - 1e-12)
-    with pytest.raises(OptionError, match="1/num_categories"):
-        CategoricalMixture(2, 17, min_prob=0.1)
 
 
 def _penalised_q(model, x, resp):

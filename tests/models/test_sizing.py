@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ppgen
-from ppgen import registry
+from ppgen.app import registry
 from ppgen.errors import DataError
 from ppgen.models import (
     MADE,

@@ -1,0 +1,47 @@
+"""``arviz.InferenceData`` built by hand from posterior draws (PYRO_NOTES 3: ``az.from_pyro`` drops
+the ``log_likelihood`` group for enumerated and ``to_event`` stories, and LOO/WAIC need it)."""
+
+from __future__ import annotations
+
+import torch
+
+from ppgen.core import GenerativeModel
+
+__all__ = ["inference_data"]
+
+
+def inference_data(
+    model: GenerativeModel,
+    x: torch.Tensor,
+    by_chain: dict[str, torch.Tensor],
+    covariates: dict | None = None,
+    sample_stats: dict | None = None,
+    max_draws_for_loglik: int | None = None,
+):
+    """Build ``arviz.InferenceData`` by hand (PYRO_NOTES 3): posterior draws by chain
+    ``{site: (C, S, ...)}``, pointwise ``log_likelihood`` from the model's own ``log_prob``
+    (so LOO/WAIC always work), observed data and optional sample stats."""
+    import arviz as az  # ~1 s to import: only fits that build a posterior pay for it
+
+    if max_draws_for_loglik is not None:
+        draws_per_chain = next(iter(by_chain.values())).shape[1]
+        if draws_per_chain > max_draws_for_loglik:
+            keep = torch.linspace(0, draws_per_chain - 1, max_draws_for_loglik).round().long()
+            by_chain = {k: v[:, keep] for k, v in by_chain.items()}
+    chains, draws = next(iter(by_chain.values())).shape[:2]
+    flat = {k: v.reshape(chains * draws, *v.shape[2:]) for k, v in by_chain.items()}
+    groups = {"posterior": {k: v.detach().cpu().numpy() for k, v in by_chain.items()}}
+    try:
+        with torch.no_grad():
+            per_site = model.log_likelihood_by_site(x, flat, covariates or {})
+        groups["log_likelihood"] = {
+            k: v.reshape(chains, draws, -1).cpu().numpy() for k, v in per_site.items()
+        }
+    except NotImplementedError:
+        pass  # a story without a tractable marginal: no LOO/WAIC, the rest still works
+    groups["observed_data"] = {
+        k: v.detach().cpu().numpy() for k, v in model.observed_data(x, covariates or {}).items()
+    }
+    if sample_stats:
+        groups["sample_stats"] = sample_stats
+    return az.from_dict(**groups)

@@ -1,0 +1,508 @@
+"""Users' Pyro programs, fitted as they are written.
+
+A :class:`Program` adapts any Pyro program — a function ``partially_pooled(at_bats, hits)``, a
+model/guide pair holding ``pyro.module`` networks and ``pyro.param`` statements, a ``PyroModule``
+whose ``forward(x, y=None)`` is the story, a purely generative ``model(sigma)`` conditioned from
+outside — to the contract the backends speak. What it finds out by tracing the program once:
+
+- **arguments** bind to the program's signature by name (:meth:`Program.bind`);
+- **observed sites**: every site with ``obs=`` values, plus those conditioned with ``observed=``;
+- **units**: the outermost plate around every observed site (players, schools, rows), or one unit
+  when the observed sites sit in no plate. Pointwise log-likelihoods, LOO/WAIC, minibatches and
+  held-out scores are per unit.
+- **parameters**: ``pyro.param`` statements and ``pyro.module`` networks are served from the
+  program's own store (never Pyro's global one), so two fits of one program are independent and a
+  saved fit reloads exactly.
+
+Backends count and slice rows of ``x``. A program's rows are its units, whose data live in the
+bound arguments, so the ``x`` a backend receives for a program is an ``(N, 0)`` tensor: ``N`` units
+and no columns of their own. Per-unit arguments (tensors whose leading dimension is ``N``) are
+minibatched with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.poutine.util import prune_subsample_sites
+
+from ppgen.core import TOTAL, GenerativeModel, _check_count
+from ppgen.data import as_tensor, load
+from ppgen.errors import DataError, MethodError, OptionError
+from ppgen.programs import sites
+from ppgen.programs.draws import draw_count, guide_samples, predictive_draws, site_log_likelihood
+from ppgen.programs.params import LocalParams, module_values, readable_name
+
+__all__ = ["Program", "as_model", "as_fit_model", "OBSERVED_PREFIX", "readable_name"]
+
+#: Conditioning values given with ``observed={site: value}`` travel with the arguments under
+#: ``"observed:<site>"`` (not a Python identifier, so never a program argument), which lets
+#: minibatches slice them like any per-unit argument.
+OBSERVED_PREFIX = "observed:"
+
+
+class Program(GenerativeModel):
+    """A user's Pyro program as a ppgen model.
+
+    Arguments:
+        fn: the model — a function, a bound method, or a ``PyroModule`` whose ``forward`` is the story.
+        guide: optional hand-written guide with the model's signature (``pyro.param``/``pyro.module``
+            inside are the fit's own parameters).
+        observed: names of sites conditioned from outside (their values come with the data).
+        plate: the plate that defines the units, when the outermost common one is not wanted.
+
+    Example:
+        >>> def coin(flips):
+        ...     p = pyro.sample("p", dist.Beta(2.0, 2.0))
+        ...     with pyro.plate("flips", len(flips)):
+        ...         pyro.sample("obs", dist.Bernoulli(p), obs=flips)
+        >>> program = Program(coin)
+        >>> units, args = program.bind({"flips": torch.tensor([1.0, 0.0, 1.0])})
+        >>> units.shape, program.observed_sites, program.unit_plate
+        (torch.Size([3, 0]), ('obs',), 'flips')
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        guide: Callable[..., Any] | None = None,
+        *,
+        observed: tuple[str, ...] = (),
+        plate: str | None = None,
+    ):
+        super().__init__()
+        if not callable(fn):
+            raise OptionError(f"Expected a callable Pyro model, but got {type(fn).__name__}.")
+        if guide is not None and not callable(guide):
+            raise OptionError(f"Expected a callable guide, but got {type(guide).__name__}.")
+        # A PyroModule story or guide is a plain torch child: its parameters train with the fit,
+        # and its Pyro names stay its own (PyroModule.add_module would prefix them).
+        for role, part in (("story", fn), ("guide_module", guide)):
+            if isinstance(part, torch.nn.Module):
+                torch.nn.Module.add_module(self, role, part)
+        self._fn = None if isinstance(fn, torch.nn.Module) else fn
+        self._guide = None if isinstance(guide, torch.nn.Module) else guide
+        self.signature = sites.signature(fn)
+        self.observed_names = tuple(observed)
+        self.plate_choice = plate
+        # pyro.param / pyro.module values: unconstrained tensors by position, names mapped
+        # (a ParameterDict refuses the "." that pyro.module names contain).
+        self.local_params = torch.nn.ParameterList()
+        self.param_index: dict[str, int] = {}
+        self.constraints: dict[str, Any] = {}
+        self.structure: dict[str, Any] | None = None  # filled by the first bind
+        self.train_args: dict[str, Any] | None = None  # the first bind's arguments (forward runs)
+
+    # ------------------------------------------------------------------ the story
+    @property
+    def fn(self) -> Callable[..., Any]:
+        # Read from _modules: attribute access would make a root PyroModule a named submodule of ours.
+        return self._fn if self._fn is not None else self._modules["story"]
+
+    @property
+    def user_guide(self) -> Callable[..., Any] | None:
+        return self._guide if self._guide is not None else self._modules.get("guide_module")
+
+    def set_guide(self, guide: Callable[..., Any]) -> None:
+        """Attach a hand-written guide (``ppgen.fit(program, data, guide=my_guide)``)."""
+        if isinstance(guide, torch.nn.Module):
+            torch.nn.Module.add_module(self, "guide_module", guide)
+            self._guide = None
+        else:
+            self._guide = guide
+
+    def model(self, units: torch.Tensor | None = None, /, **args: Any):
+        """Run the program on its bound arguments, conditioned on any ``observed=`` values."""
+        observed = {
+            k[len(OBSERVED_PREFIX) :]: args.pop(k) for k in list(args) if k.startswith(OBSERVED_PREFIX)
+        }
+        with self.parameters_served():
+            if observed:
+                return poutine.condition(self.fn, data=observed)(**args)
+            return self.fn(**args)
+
+    def guide(self, units: torch.Tensor | None = None, /, **args: Any):
+        """The user's guide (empty without one)."""
+        guide = self.user_guide
+        if guide is None:
+            return None
+        args = {k: v for k, v in args.items() if not k.startswith(OBSERVED_PREFIX)}
+        with self.parameters_served():
+            return guide(**args)
+
+    def parameters_served(self) -> contextlib.AbstractContextManager:
+        """Within this context ``pyro.param`` and ``pyro.module`` use the program's own parameters."""
+        return LocalParams(self)
+
+    # ---------------------------------------------------------------- binding
+    def bind(
+        self, data: Any, *, dtype: torch.dtype | None = None, observed: Mapping[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Bind ``data`` to the program's arguments; return ``(units, arguments)``.
+
+        A dict (or DataFrame) binds by name; a bare tensor binds to an argument called ``x``.
+        Tensors, arrays and DataFrame columns become validated tensors; ints, dicts, functions
+        and distributions pass through untouched. The first call also discovers the program's
+        observed sites, units and latent sites (:attr:`structure`) and builds its parameters.
+        """
+        args = self._arguments(data, dtype)
+        observed = dict(observed or {})
+        expected = set(self.observed_names) if self.structure is None else set(self.structure["conditioned"])
+        if set(observed) != expected and (observed or expected):
+            raise DataError(
+                f"Expected observed= values for {sorted(expected)}, as the program was fitted, but got "
+                f"{sorted(observed)}."
+            )
+        float_dtype = dtype or sites.float_dtype(args)
+        for site, value in observed.items():
+            args[OBSERVED_PREFIX + site] = as_tensor(
+                value, name=f"observed[{site!r}]", dtype=float_dtype, ndim=None
+            )
+        trace = self._trace(args)
+        structure = sites.structure(trace, self.plate_choice, tuple(observed))
+        structure["observed_args"] = tuple(
+            k for k, v in args.items() if any(v is trace.nodes[s]["value"] for s in structure["observed"])
+        )
+        if self.structure is None:
+            self.structure, self.train_args = structure, args
+        elif set(structure["observed"]) != set(self.structure["observed"]):
+            raise DataError(
+                f"Expected data for the observed sites {sorted(self.structure['observed'])} as in training, "
+                f"but the program now observes {sorted(structure['observed'])}."
+            )
+        units = torch.empty(structure["n_units"], 0, dtype=float_dtype)
+        return units, args
+
+    def _arguments(self, data: Any, dtype: torch.dtype | None) -> dict[str, Any]:
+        if isinstance(data, str):
+            data = load(data)
+        params = self.signature.parameters
+        if sites.is_frame(data):
+            data = {str(column): data[column].to_numpy() for column in data.columns}
+        if not isinstance(data, Mapping):
+            if "x" not in params:
+                raise DataError(
+                    f"Expected a dict of the program's arguments {self._describe()}, but got a bare "
+                    f"{type(data).__name__}; pass e.g. {{{next(iter(params), 'x')!r}: ...}}."
+                )
+            data = {"x": data}
+        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = sorted(k for k in data if k not in params and not accepts_any)
+        if unknown:
+            raise DataError(
+                f"Expected arguments of the program {self._describe()}, but got unknown {unknown}."
+            )
+        try:
+            self.signature.bind(**data)
+        except TypeError as err:
+            raise DataError(
+                f"Expected every required argument of the program {self._describe()}: {err}."
+            ) from None
+        return {key: sites.argument(key, value, dtype) for key, value in data.items()}
+
+    @property
+    def name(self) -> str:
+        """The program's own name (its function's, or its module's class name)."""
+        return getattr(self.fn, "__name__", type(self.fn).__name__)
+
+    def _describe(self) -> str:
+        return f"{self.name}{self.signature}"
+
+    def _trace(self, args: dict) -> poutine.Trace:
+        try:
+            with torch.no_grad(), poutine.block():
+                trace = poutine.trace(self.model).get_trace(None, **args)
+                if self.user_guide is not None:
+                    self.guide(None, **args)  # builds the guide's parameters too
+        except DataError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure of the user's code is reported, named
+            detail = " ".join(str(err).split("Trace Shapes:")[0].split())[:300]  # Pyro appends its shapes
+            raise DataError(
+                f"Expected the program {self._describe()} to run on the given arguments, but it raised "
+                f"{type(err).__name__}: {detail}"
+            ) from None
+        return prune_subsample_sites(trace)
+
+    # ------------------------------------------------------------ what it is
+    @property
+    def unit_plate(self) -> str | None:  # type: ignore[override]
+        return None if self.structure is None else self.structure["plate"]
+
+    @property
+    def observed_sites(self) -> tuple[str, ...]:
+        return () if self.structure is None else self.structure["observed"]
+
+    @property
+    def latent_sites(self) -> dict[str, dict]:
+        """Unobserved sites by name: ``{"local": bool, "enumerated": bool, "support": ...}``."""
+        return {} if self.structure is None else self.structure["latent"]
+
+    @property
+    def max_plate_nesting(self) -> int:
+        return 0 if self.structure is None else self.structure["max_plate_nesting"]
+
+    @property
+    def has_local_latents(self) -> bool:  # type: ignore[override]
+        return any(site["local"] for site in self.latent_sites.values())
+
+    @property
+    def guides_own_locals(self) -> bool:  # type: ignore[override]
+        return self.user_guide is not None
+
+    @property
+    def is_bayesian(self) -> bool:
+        """Whether the program has latent sites a posterior is over (enumerated ones are summed out)."""
+        return any(not site["enumerated"] for site in self.latent_sites.values())
+
+    @property
+    def prior_names(self) -> list[str]:
+        """Latent sites a posterior is over (globals and per-unit ones; enumerated ones are summed out)."""
+        return [name for name, site in self.latent_sites.items() if not site["enumerated"]]
+
+    @property
+    def capabilities(self) -> set[str]:
+        # The plug-in density per unit exists when nothing but enumerable latents stand between
+        # the parameters and the data.
+        return set() if self.is_bayesian else {"log_prob"}
+
+    @property
+    def param_names(self) -> list[str]:
+        return list(self.point_estimates())
+
+    def point_estimates(self) -> dict[str, torch.Tensor]:
+        """The program's parameters, constrained, by Pyro's names (``pyro.module`` ones readable)."""
+        with torch.no_grad():
+            values = {readable_name(name): self._constrained(name).clone() for name in self.param_index}
+            for role in ("story", "guide_module"):
+                part = self._modules.get(role)
+                if part is not None:
+                    values.update(module_values(part))
+        return values
+
+    def _constrained(self, name: str) -> torch.Tensor:
+        raw = self.local_params[self.param_index[name]]
+        constraint = self.constraints[name]
+        return (
+            raw if constraint is dist.constraints.real else torch.distributions.transform_to(constraint)(raw)
+        )
+
+    def _new_param(self, name: str, init: torch.Tensor, constraint) -> None:
+        self.constraints[name] = constraint
+        self.param_index[name] = len(self.local_params)
+        unconstrained = torch.distributions.transform_to(constraint).inv(init.detach())
+        self.local_params.append(torch.nn.Parameter(unconstrained.clone()))
+
+    # ------------------------------------------------------------ checks
+    def check_transformable(self, method: str) -> None:
+        """Latent sites NUTS and Pyro's Normal autoguides move in an unconstrained space."""
+        for name, site in self.latent_sites.items():
+            if site["enumerated"]:
+                continue
+            if site["discrete"]:
+                raise MethodError(
+                    f"Expected continuous latent sites for method={method!r}, but site {name!r} is discrete "
+                    f"({site['distribution']}) and not enumerated; mark it with infer={{'enumerate': "
+                    "'parallel'}} (or @config_enumerate) so it is summed out."
+                )
+            try:
+                torch.distributions.biject_to(site["support"])
+            except NotImplementedError:
+                raise MethodError(
+                    f"Expected latent sites whose support maps to real space for method={method!r}, "
+                    f"but site {name!r} has support {site['support']}; reparameterise it (e.g. a Cholesky "
+                    "factor) or use a hand-written guide with method='svi'."
+                ) from None
+
+    def check_guide(self, args: dict) -> None:
+        """A hand-written guide must draw every latent site the model does not sum out."""
+        with torch.no_grad(), poutine.block():
+            trace = poutine.trace(self.guide).get_trace(None, **args)
+        drawn = {n for n, s in trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]}
+        missing = sorted(n for n, s in self.latent_sites.items() if not s["enumerated"] and n not in drawn)
+        if missing:
+            raise MethodError(
+                f"Expected the guide to draw every latent site of the model, but it misses {missing}; add "
+                f"pyro.sample({missing[0]!r}, ...) to the guide, or fit with an autoguide (guide='normal')."
+            )
+
+    def check_minibatch(self, args: dict, batch_size: int) -> None:
+        """Minibatches slice per-unit arguments; the units' plate must then shrink with them."""
+        n = self.structure["n_units"]
+        if self.unit_plate is None:
+            return
+        idx = torch.arange(batch_size)
+        sliced = {
+            k: v[idx] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
+            for k, v in args.items()
+        }
+        try:
+            with torch.no_grad(), poutine.block():
+                trace = poutine.trace(self.model).get_trace(None, **sliced)
+            sizes = {
+                f.size
+                for s in trace.nodes.values()
+                for f in s.get("cond_indep_stack", ())
+                if f.name == self.unit_plate
+            }
+        except Exception:  # noqa: BLE001 - a size fixed elsewhere breaks the program on sliced data
+            sizes = set()
+        if sizes != {batch_size}:
+            raise OptionError(
+                f"Expected the plate {self.unit_plate!r} to take its size from the per-unit arguments for "
+                f"batch_size={batch_size}, but it does not follow them (its size comes from an argument "
+                "that is not a per-unit tensor, e.g. an int); write the plate size as len(<data>), or fit "
+                "on full batches."
+            )
+
+    def check_generator(self) -> None:
+        """An adversarial fit needs one observed site drawn differentiably from the parameters."""
+        site = self._only_observed_site("method='adversarial'")
+        trace = poutine.trace(poutine.uncondition(self.model)).get_trace(None, **self.train_args)
+        fn = trace.nodes[site]["fn"]
+        if not fn.has_rsample:
+            raise MethodError(
+                f"Expected the observed site {site!r} to be a reparameterised draw (Delta, "
+                f"pyro.deterministic, Normal, ...) for method='adversarial', but it is {type(fn).__name__}, "
+                "which has no rsample; emit the data as a differentiable function of the noise, or fit "
+                "the density with 'svi'/'mcmc'."
+            )
+        if not any(p.requires_grad for p in self.parameters()):
+            raise MethodError(
+                "Expected a generator program with parameters (pyro.module or pyro.param) to train."
+            )
+
+    def guide_draws(self, args: dict, num_samples: int) -> dict[str, torch.Tensor]:
+        """Draws of the model's latent sites from the user's guide, ``{site: (S, ...)}``.
+
+        Per-unit sites (a VAE's codes) make a draw as large as the data: ``S`` then shrinks so that
+        the draws hold at most 10⁶ numbers (but never below 10 draws)."""
+        wanted = {n for n, s in self.latent_sites.items() if not s["enumerated"]}
+        num_samples = draw_count(self.latent_sites, wanted, num_samples)
+        with torch.no_grad():
+            draws = guide_samples(self, args, num_samples)
+        return {k: v for k, v in draws.items() if k in wanted}
+
+    # --------------------------------------------------------------- sampling
+    def rsample(self, n: int) -> torch.Tensor:
+        """``n`` draws of the observed site, differentiable in the parameters (adversarial fits)."""
+        n = _check_count(n)
+        site = self._only_observed_site("method='adversarial'")
+        args = self.sampling_arguments(self.train_args, n)
+        trace = poutine.trace(poutine.uncondition(self.model)).get_trace(None, **args)
+        value = trace.nodes[site]["value"]
+        if "n" not in self.signature.parameters:  # the size came from the training arguments
+            value = value[torch.randperm(value.shape[0])[:n]]
+        return value
+
+    def sample(self, n: int, **args: Any) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Draw from the program: with an ``n`` argument, ``n`` rows; otherwise ``n`` replicate
+        data sets of the training arguments' size, shape ``(n, *site_shape)`` per observed site."""
+        n = _check_count(n)
+        with torch.no_grad():
+            return predictive_draws(self, n, args or None)
+
+    def sampling_arguments(self, args: dict, n: int | None = None) -> dict[str, Any]:
+        """The arguments to run the program forward: ``observed=`` values dropped, and with ``n``
+        (where the program takes it) the observed arguments set to ``None``."""
+        args = {k: v for k, v in args.items() if not k.startswith(OBSERVED_PREFIX)}
+        if n is not None and "n" in self.signature.parameters:
+            args["n"] = n
+            for name in self.structure["observed_args"]:
+                args[name] = None
+        return args
+
+    def _only_observed_site(self, purpose: str) -> str:
+        observed = self.observed_sites
+        if len(observed) != 1:
+            raise MethodError(
+                f"Expected a program with one observed site for {purpose}, but it has {list(observed)}."
+            )
+        return observed[0]
+
+    def observed_values(self, args: dict) -> dict[str, torch.Tensor]:
+        """The values the program observes on ``args``, by site."""
+        trace = self._trace(args)
+        return {site: trace.nodes[site]["value"].detach() for site in self.observed_sites}
+
+    def training_rows(self, x: torch.Tensor, args: dict) -> torch.Tensor:
+        """The observed values as data rows (what an adversarial critic sees)."""
+        return self.observed_values(args)[self._only_observed_site("method='adversarial'")]
+
+    def log_prob(self, units: torch.Tensor | None = None, /, **args: Any) -> torch.Tensor:
+        """Plug-in log-likelihood per unit, summed over observed sites (enumerated latents summed out)."""
+        return site_log_likelihood(self, args, None)[1][0]
+
+    def draw_log_likelihood(
+        self, x: torch.Tensor, draws: dict[str, torch.Tensor], covariates: dict | None = None
+    ) -> torch.Tensor:
+        """Per unit, summed over observed sites, per draw: ``(S, N)`` (``covariates``: the arguments)."""
+        return site_log_likelihood(self, covariates or {}, draws)[1]
+
+    def log_likelihood_by_site(
+        self, x: torch.Tensor, draws: dict[str, torch.Tensor], covariates: dict | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Each observed site ``(S, N)``, plus their per-unit sum ``"total"`` when there are several."""
+        per_site, total = site_log_likelihood(self, covariates or {}, draws)
+        return per_site if len(per_site) == 1 else {**per_site, TOTAL: total}
+
+    def observed_data(self, x: torch.Tensor, covariates: dict | None = None) -> dict[str, torch.Tensor]:
+        return self.observed_values(covariates or {})
+
+    def predictive_sample(
+        self, n: int, args: dict | None, draws: dict[str, torch.Tensor] | None
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """``n`` predictive draws on ``args`` (default: the training ones), one per posterior draw."""
+        return predictive_draws(self, n, args, draws)
+
+    def extra_repr(self) -> str:
+        return f"{self._describe()}, observed={list(self.observed_sites)}, units={self.unit_plate!r}"
+
+
+def as_model(model: Any, guide: Callable | None = None, **program_options: Any) -> GenerativeModel:
+    """``model`` as a :class:`GenerativeModel`; a Pyro program becomes a :class:`Program`."""
+    if isinstance(model, GenerativeModel):
+        if program_options:
+            raise OptionError(
+                f"Expected {sorted(program_options)} only for Pyro programs, but got the ppgen model "
+                f"{type(model).__name__}, which observes site 'x' in its 'data' plate."
+            )
+        return model
+    if isinstance(model, torch.nn.Module) and not isinstance(model, pyro.nn.PyroModule):
+        if not callable(getattr(model, "model", None)):
+            raise OptionError(
+                f"Expected a ppgen GenerativeModel, a PyroModule or a Pyro callable, but got the torch "
+                f"module {type(model).__name__}; pass its model method (and guide=its guide), as to SVI."
+            )
+        guide = guide or getattr(model, "guide", None)
+        model = model.model
+    if callable(model):
+        return Program(model, guide, **program_options)
+    raise OptionError(
+        f"Expected a ppgen GenerativeModel or a Pyro callable model, but got {type(model).__name__}."
+    )
+
+
+def as_fit_model(model: Any, observed: Any = None, options: dict | None = None) -> GenerativeModel:
+    """The door: a private copy of ``model`` as one object that knows its sites (the user's is never
+    changed). ``options`` gives up the program options it holds (``plate``, a hand-written ``guide``)."""
+    options = {} if options is None else options
+    program_options = {}
+    if observed is not None:
+        if not isinstance(observed, dict) or not observed:
+            raise OptionError(f"Expected observed= as a dict {{site: values}}, but got {observed!r}.")
+        program_options["observed"] = tuple(observed)
+    if "plate" in options:
+        program_options["plate"] = options.pop("plate")
+    model = copy.deepcopy(as_model(model, **program_options))
+    if callable(getattr(model, "set_guide", None)) and callable(options.get("guide")):
+        model.set_guide(options.pop("guide"))  # a hand-written guide: its parameters live in the fit
+    return model
