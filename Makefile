@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(VENV)/bin/ruff check ppgen tests tutorials benchmarks
 	$(VENV)/bin/ruff format --check ppgen tests tutorials benchmarks
-	$(PY) -m pytest -q -x -n auto --durations=15
+	$(PY) -m pytest -q -x -n auto --dist worksteal --durations=15
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "" --durations=25

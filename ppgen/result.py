@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import platform
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 import pyro
@@ -178,7 +181,7 @@ class Fit:
     def save(self, path: str | Path, *, posterior_netcdf: bool = False) -> Path:
         """Write the fit to ``path``; :func:`ppgen.load` reads it back.
 
-        The file (torch serialisation, pickled with ``cloudpickle`` when installed so models
+        The file (torch serialisation, pickled with ``cloudpickle`` so models
         with lambda priors save too) records the ppgen, torch, pyro and python versions. It
         is written to a temporary file and renamed, so an interrupted save never leaves a
         truncated fit behind.
@@ -197,10 +200,9 @@ class Fit:
             "versions": _versions(),
             "fit": self,
         }
-        pickler = _pickle_module()
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
-            torch.save(payload, partial, pickle_module=pickler)
+            torch.save(payload, partial, pickle_module=cloudpickle)
             os.replace(partial, path)
         except OSError:
             partial.unlink(missing_ok=True)
@@ -282,7 +284,7 @@ def load(path: str | Path) -> Fit:
     if not path.is_file():
         raise FitFileError(f"Expected a saved fit file, but {str(path)!r} is not a file.")
     try:
-        payload = torch.load(path, weights_only=False)
+        payload = torch.load(path, weights_only=False, pickle_module=_RENAMING_PICKLE)
     except Exception as err:  # every unpickling failure means "not a fit file"
         detail = " ".join(str(err).split())[:120]
         reason = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
@@ -303,15 +305,70 @@ def load(path: str | Path) -> Fit:
     return fit
 
 
-def _pickle_module():
-    """``cloudpickle`` (pickles lambdas and closures, e.g. conjugate priors) or ``pickle``."""
-    try:
-        import cloudpickle
-    except ImportError:
-        import pickle
+#: Modules of the flat layout (ppgen 0.1 files) -> where their classes and functions live now, so
+#: fit files saved before the package was arranged in floors still load.
+MOVED_MODULES = {
+    "ppgen.results": "ppgen.result",
+    "ppgen.program": "ppgen.programs.program",
+    "ppgen.program_params": "ppgen.programs.params",
+    "ppgen.program_sites": "ppgen.programs.sites",
+    "ppgen.predictive": "ppgen.programs.draws",
+    "ppgen.checks": "ppgen.programs.predictive",
+    "ppgen.metrics": "ppgen.measures.metrics",
+    "ppgen.divergences": "ppgen.measures.divergences",
+    "ppgen.criteria": "ppgen.measures.criteria",
+    "ppgen.probability": "ppgen.measures.probability",
+    "ppgen.dequantize": "ppgen.measures.dequantize",
+    "ppgen.distributed": "ppgen.inference.distributed",
+    "ppgen.datafiles.synthetic": "ppgen.data.synthetic",
+    "ppgen.datafiles.catalog": "ppgen.data.catalog",
+    "ppgen.datafiles.tables": "ppgen.data.tables",
+    "ppgen.plots": "ppgen.app.plots",
+    "ppgen.registry": "ppgen.app.registry",
+}
+#: Classes of modules that were split: ``(old module, name) -> (new module, name)``.
+MOVED_NAMES = {
+    **{
+        ("ppgen.models.conjugate", name): ("ppgen.models.conjugate_normal", name)
+        for name in ("NormalKnownScale", "NormalInverseGamma", "_SqrtInverseGamma", "InverseWishart")
+    },
+    ("ppgen.models.conjugate", "NormalInverseWishart"): (
+        "ppgen.models.conjugate_normal",
+        "NormalInverseWishart",
+    ),
+    **{
+        ("ppgen.models.conjugate", name): ("ppgen.models.conjugate_discrete", name)
+        for name in ("BetaBernoulli", "DirichletCategorical", "_Codes", "GammaPoisson")
+    },
+    ("ppgen.models.conjugate", "ConjugatePosterior"): ("ppgen.models.conjugate_base", "ConjugatePosterior"),
+    ("ppgen.models.conjugate", "_Conjugate"): ("ppgen.models.conjugate_base", "Conjugate"),
+    ("ppgen.models.autoregressive", "MADE"): ("ppgen.models.made", "MADE"),
+    ("ppgen.models.autoregressive", "DiscretizedLogisticMixture"): (
+        "ppgen.models.made",
+        "DiscretizedLogisticMixture",
+    ),
+    ("ppgen.models.autoregressive", "CharRNN"): ("ppgen.models.char_rnn", "CharRNN"),
+    ("ppgen.models.autoregressive", "SequenceDistribution"): (
+        "ppgen.models.autoregressive_base",
+        "SequenceDistribution",
+    ),
+    ("ppgen.models.autoregressive", "_Autoregressive"): (
+        "ppgen.models.autoregressive_base",
+        "Autoregressive",
+    ),
+}
 
-        return pickle
-    return cloudpickle
+
+class _RenamingUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        module, name = MOVED_NAMES.get((module, name), (MOVED_MODULES.get(module, module), name))
+        return super().find_class(module, name)
+
+
+#: What ``torch.load`` reads fit files with (it asks a pickle module for ``Unpickler`` and ``load``).
+_RENAMING_PICKLE = types.ModuleType("ppgen_fit_pickle")
+_RENAMING_PICKLE.Unpickler = _RenamingUnpickler
+_RENAMING_PICKLE.load = lambda file, **kwargs: _RenamingUnpickler(file, **kwargs).load()
 
 
 def _versions() -> dict[str, str]:

@@ -39,3 +39,20 @@ def _fresh_pyro_state():
 def float64_default():
     """Build models and data in float64 (the autouse fixture above restores the dtype)."""
     torch.set_default_dtype(torch.float64)
+
+
+#: Files whose tests run a whole script (a tutorial, a README block) for tens of seconds each.
+WHOLE_SCRIPTS = ("tests/test_tutorials.py", "tests/test_readme.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deal the whole-script tests out over the two halves of the run, each half opening with them.
+
+    pytest-xdist's ``worksteal`` gives each worker one half of the collection and lets an idle worker
+    take the tail of the other's queue: long tests at the head of both halves, short ones behind them,
+    so that the last minute is spent on short tests either worker can steal, not on one worker alone
+    finishing a tutorial. The order is the same on every worker (xdist requires it)."""
+    heavy = [item for item in items if item.nodeid.startswith(WHOLE_SCRIPTS)]
+    light = [item for item in items if not item.nodeid.startswith(WHOLE_SCRIPTS)]
+    half = len(light) // 2
+    items[:] = heavy[0::2] + light[:half] + heavy[1::2] + light[half:]

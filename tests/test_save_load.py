@@ -166,3 +166,38 @@ def test_every_registered_model_round_trips(name, tmp_path):
         with pytest.raises(ppgen.ImplicitModelError):
             back.log_prob(x)
     assert torch.equal(back.sample(9, seed=2), fit.sample(9, seed=2))
+
+
+def test_files_of_the_flat_layout_still_load(tmp_path, monkeypatch):
+    # ppgen 0.1 pickled Fit as ppgen.results.Fit and programs as ppgen.program.Program. Reference: the
+    # same fit saved under today's names; a file whose classes carry the old module paths (written with
+    # those modules aliased, as the old layout had them) must load to the same densities.
+    import sys
+
+    import ppgen.programs.program as program_module
+    import ppgen.result as result_module
+
+    def coin(flips):
+        p = pyro.sample("p", dist.Beta(2.0, 2.0))
+        with pyro.plate("flips", len(flips)):
+            pyro.sample("obs", dist.Bernoulli(p), obs=flips)
+
+    flips = {"flips": torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64)}
+    fit = ppgen.fit(coin, flips, method="map", num_steps=20, progress=False, seed=0)
+    with monkeypatch.context() as patch:
+        for old, module in (("ppgen.results", result_module), ("ppgen.program", program_module)):
+            patch.setitem(sys.modules, old, module)
+        patch.setattr(result_module.Fit, "__module__", "ppgen.results")
+        patch.setattr(program_module.Program, "__module__", "ppgen.program")
+        fit.save(tmp_path / "old.pt")
+    assert b"ppgen.results" in (tmp_path / "old.pt").read_bytes() or _zip_mentions(tmp_path / "old.pt")
+    back = ppgen.load(tmp_path / "old.pt")
+    assert type(back) is result_module.Fit and type(back.model) is program_module.Program
+    assert torch.equal(back.log_prob(flips), fit.log_prob(flips))
+
+
+def _zip_mentions(path) -> bool:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return any(b"ppgen.results" in archive.read(name) for name in archive.namelist())

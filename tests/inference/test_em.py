@@ -107,7 +107,9 @@ def test_em_objective_never_decreases(seed, k, dim, covariance, init):
     reg_covar=st.sampled_from([1e-6, 1e-4, 1e-2]),
 )
 # Drawn on a fresh clone before the suite was derandomized: 5.3e-9 between the histories (see above).
-@example(seed=0, k=2, dim=2, covariance="full", init="random", duplicated=0.297, collinear=False, reg_covar=1e-6)
+@example(
+    seed=0, k=2, dim=2, covariance="full", init="random", duplicated=0.297, collinear=False, reg_covar=1e-6
+)
 def test_em_never_raises_on_near_singular_components(
     seed, k, dim, covariance, init, duplicated, collinear, reg_covar
 ):
