@@ -25,7 +25,7 @@ _NAMES = {
     "methods": "ppgen.api",
     "applicable_methods": "ppgen.api",
     "prior_predictive": "ppgen.programs.predictive",
-    "as_model": "ppgen.programs.program",
+    "as_model": "ppgen.programs.door",
     "bayesian": "ppgen.core",
     "GenerativeModel": "ppgen.core",
     "ImplicitModel": "ppgen.core",
@@ -120,6 +120,6 @@ if TYPE_CHECKING:  # what static tools see; at run time the names above load on 
     )
     from ppgen.inference import distributed
     from ppgen.measures import criteria, dequantize, divergences, metrics, probability
+    from ppgen.programs.door import as_model
     from ppgen.programs.predictive import prior_predictive
-    from ppgen.programs.program import as_model
     from ppgen.result import Fit, load

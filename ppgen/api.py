@@ -15,7 +15,7 @@ from ppgen.data import as_data
 from ppgen.errors import MethodError, OptionError, PpgenError
 from ppgen.inference import BACKENDS, distributed
 from ppgen.measures.criteria import information_criteria
-from ppgen.programs.program import as_fit_model, as_model
+from ppgen.programs.door import as_fit_model, as_model
 from ppgen.result import Fit
 
 __all__ = ["fit", "compare", "methods", "applicable_methods"]

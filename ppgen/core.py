@@ -319,23 +319,6 @@ def in_data_plate(msg: dict, plate: str | None = DATA_PLATE) -> bool:
     return plate is not None and any(frame.name == plate for frame in msg.get("cond_indep_stack", ()))
 
 
-class ScaleData(poutine.messenger.Messenger):
-    """Scale every site inside the units' plate by ``factor`` (= N / batch size).
-
-    Minibatching then gives an unbiased estimate of the full-data objective while the
-    global sites (priors) are counted once — for any story, including users' programs.
-    """
-
-    def __init__(self, factor: float, plate: str | None = DATA_PLATE):
-        super().__init__()
-        self.factor = factor
-        self.plate = plate
-
-    def _process_message(self, msg):
-        if in_data_plate(msg, self.plate):
-            msg["scale"] = msg["scale"] * self.factor
-
-
 def global_latent_sites(model: GenerativeModel, x: torch.Tensor, covariates: dict) -> dict[str, dict]:
     """Unobserved sample sites outside the data plate (the globals a posterior is over)."""
     with torch.no_grad(), poutine.block():
@@ -400,20 +383,3 @@ def untransformable_priors(model: GenerativeModel) -> dict[str, Any]:
         except NotImplementedError:
             found[name] = site["fn"].support
     return found
-
-
-def check_categories(
-    likelihood: str, num_categories: int | None, levelled: tuple[str, ...] = ("categorical",)
-) -> int | None:
-    """``num_categories`` is required (≥ 2) with a likelihood over levels ``0..C-1`` and refused otherwise."""
-    if likelihood in levelled:
-        if isinstance(num_categories, bool) or not isinstance(num_categories, int) or num_categories < 2:
-            raise OptionError(
-                f"Expected num_categories >= 2 for likelihood={likelihood!r}, but got {num_categories!r}."
-            )
-    elif num_categories is not None:
-        raise OptionError(
-            f"Expected num_categories only with likelihood in {list(levelled)}, but got "
-            f"likelihood={likelihood!r}."
-        )
-    return num_categories

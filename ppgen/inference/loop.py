@@ -24,9 +24,10 @@ from dataclasses import dataclass
 
 import pyro
 import torch
+from pyro import poutine
 from tqdm.auto import tqdm
 
-from ppgen.core import DATA_PLATE, ScaleData
+from ppgen.core import DATA_PLATE, in_data_plate
 from ppgen.errors import NonFiniteLossError, OptionError
 from ppgen.inference import distributed
 from ppgen.inference.checkpoints import (
@@ -49,6 +50,23 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("adam", "clipped_adam", "sgd")
+
+
+class ScaleData(poutine.messenger.Messenger):
+    """Scale every site inside the units' plate by ``factor`` (= N / batch size).
+
+    Minibatching then gives an unbiased estimate of the full-data objective while the
+    global sites (priors) are counted once — for any story, including users' programs.
+    """
+
+    def __init__(self, factor: float, plate: str | None = DATA_PLATE):
+        super().__init__()
+        self.factor = factor
+        self.plate = plate
+
+    def _process_message(self, msg):
+        if in_data_plate(msg, self.plate):
+            msg["scale"] = msg["scale"] * self.factor
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ppgen.errors import MethodError
-from ppgen.programs.draws import TOTAL
+from ppgen.core import TOTAL
 
 
 def _pointwise(fit: Any) -> tuple[Any, str]:

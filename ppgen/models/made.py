@@ -19,10 +19,9 @@ import torch
 from torch import nn
 from torch.distributions import constraints
 
-from ppgen.core import check_categories
 from ppgen.errors import DataError, OptionError
 from ppgen.models.autoregressive_base import Autoregressive, check_positive
-from ppgen.models.sizing import built, check_features, defer, optional_size, seeded
+from ppgen.models.sizing import built, check_categories, check_features, defer, optional_size, seeded
 
 __all__ = ["MADE", "DiscretizedLogisticMixture", "LIKELIHOODS"]
 

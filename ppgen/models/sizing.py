@@ -24,7 +24,7 @@ from torch.nn.parameter import UninitializedParameter
 from ppgen.core import PLACEHOLDER
 from ppgen.errors import DataError, OptionError
 
-__all__ = ["optional_size", "defer", "built", "seeded", "check_features", "unsized"]
+__all__ = ["optional_size", "defer", "built", "seeded", "check_features", "unsized", "check_categories"]
 
 
 def optional_size(value, name: str) -> int | None:
@@ -86,3 +86,20 @@ def unsized(model: torch.nn.Module, name: str) -> DataError:
         f"Expected a {cls} whose {name} is known, but it was built without {name} and has not seen "
         f"data yet; pass {name}= to {cls}(...) or fit it first (ppgen.fit takes {name} from the data)."
     )
+
+
+def check_categories(
+    likelihood: str, num_categories: int | None, levelled: tuple[str, ...] = ("categorical",)
+) -> int | None:
+    """``num_categories`` is required (≥ 2) with a likelihood over levels ``0..C-1`` and refused otherwise."""
+    if likelihood in levelled:
+        if isinstance(num_categories, bool) or not isinstance(num_categories, int) or num_categories < 2:
+            raise OptionError(
+                f"Expected num_categories >= 2 for likelihood={likelihood!r}, but got {num_categories!r}."
+            )
+    elif num_categories is not None:
+        raise OptionError(
+            f"Expected num_categories only with likelihood in {list(levelled)}, but got "
+            f"likelihood={likelihood!r}."
+        )
+    return num_categories

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from torch.distributions import constraints
 
-from ppgen.core import GenerativeModel, PyroParam, _check_count, check_categories, pyro_method
+from ppgen.core import GenerativeModel, PyroParam, _check_count, pyro_method
 from ppgen.errors import DataError, OptionError
-from ppgen.models.sizing import built, check_features, defer, optional_size, seeded, unsized
+from ppgen.models.sizing import built, check_categories, check_features, defer, optional_size, seeded, unsized
 
 __all__ = ["VAE", "ConditionalVAE", "VAE_LIKELIHOODS"]
 

@@ -20,8 +20,8 @@ from pyro import poutine
 from ppgen.core import is_program, set_seed
 from ppgen.data import as_data
 from ppgen.errors import OptionError
+from ppgen.programs.door import as_fit_model
 from ppgen.programs.draws import joint_draws
-from ppgen.programs.program import as_fit_model
 
 __all__ = ["prior_predictive", "predict"]
 

@@ -23,12 +23,10 @@ minibatched with it.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
@@ -38,10 +36,11 @@ from ppgen.core import TOTAL, GenerativeModel, _check_count
 from ppgen.data import as_tensor, load
 from ppgen.errors import DataError, MethodError, OptionError
 from ppgen.programs import sites
+from ppgen.programs.checks import ProgramChecks
 from ppgen.programs.draws import draw_count, guide_samples, predictive_draws, site_log_likelihood
 from ppgen.programs.params import LocalParams, module_values, readable_name
 
-__all__ = ["Program", "as_model", "as_fit_model", "OBSERVED_PREFIX", "readable_name"]
+__all__ = ["Program", "OBSERVED_PREFIX", "readable_name"]
 
 #: Conditioning values given with ``observed={site: value}`` travel with the arguments under
 #: ``"observed:<site>"`` (not a Python identifier, so never a program argument), which lets
@@ -49,7 +48,7 @@ __all__ = ["Program", "as_model", "as_fit_model", "OBSERVED_PREFIX", "readable_n
 OBSERVED_PREFIX = "observed:"
 
 
-class Program(GenerativeModel):
+class Program(ProgramChecks, GenerativeModel):
     """A user's Pyro program as a ppgen model.
 
     Arguments:
@@ -301,85 +300,6 @@ class Program(GenerativeModel):
         unconstrained = torch.distributions.transform_to(constraint).inv(init.detach())
         self.local_params.append(torch.nn.Parameter(unconstrained.clone()))
 
-    # ------------------------------------------------------------ checks
-    def check_transformable(self, method: str) -> None:
-        """Latent sites NUTS and Pyro's Normal autoguides move in an unconstrained space."""
-        for name, site in self.latent_sites.items():
-            if site["enumerated"]:
-                continue
-            if site["discrete"]:
-                raise MethodError(
-                    f"Expected continuous latent sites for method={method!r}, but site {name!r} is discrete "
-                    f"({site['distribution']}) and not enumerated; mark it with infer={{'enumerate': "
-                    "'parallel'}} (or @config_enumerate) so it is summed out."
-                )
-            try:
-                torch.distributions.biject_to(site["support"])
-            except NotImplementedError:
-                raise MethodError(
-                    f"Expected latent sites whose support maps to real space for method={method!r}, "
-                    f"but site {name!r} has support {site['support']}; reparameterise it (e.g. a Cholesky "
-                    "factor) or use a hand-written guide with method='svi'."
-                ) from None
-
-    def check_guide(self, args: dict) -> None:
-        """A hand-written guide must draw every latent site the model does not sum out."""
-        with torch.no_grad(), poutine.block():
-            trace = poutine.trace(self.guide).get_trace(None, **args)
-        drawn = {n for n, s in trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]}
-        missing = sorted(n for n, s in self.latent_sites.items() if not s["enumerated"] and n not in drawn)
-        if missing:
-            raise MethodError(
-                f"Expected the guide to draw every latent site of the model, but it misses {missing}; add "
-                f"pyro.sample({missing[0]!r}, ...) to the guide, or fit with an autoguide (guide='normal')."
-            )
-
-    def check_minibatch(self, args: dict, batch_size: int) -> None:
-        """Minibatches slice per-unit arguments; the units' plate must then shrink with them."""
-        n = self.structure["n_units"]
-        if self.unit_plate is None:
-            return
-        idx = torch.arange(batch_size)
-        sliced = {
-            k: v[idx] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
-            for k, v in args.items()
-        }
-        try:
-            with torch.no_grad(), poutine.block():
-                trace = poutine.trace(self.model).get_trace(None, **sliced)
-            sizes = {
-                f.size
-                for s in trace.nodes.values()
-                for f in s.get("cond_indep_stack", ())
-                if f.name == self.unit_plate
-            }
-        except Exception:  # noqa: BLE001 - a size fixed elsewhere breaks the program on sliced data
-            sizes = set()
-        if sizes != {batch_size}:
-            raise OptionError(
-                f"Expected the plate {self.unit_plate!r} to take its size from the per-unit arguments for "
-                f"batch_size={batch_size}, but it does not follow them (its size comes from an argument "
-                "that is not a per-unit tensor, e.g. an int); write the plate size as len(<data>), or fit "
-                "on full batches."
-            )
-
-    def check_generator(self) -> None:
-        """An adversarial fit needs one observed site drawn differentiably from the parameters."""
-        site = self._only_observed_site("method='adversarial'")
-        trace = poutine.trace(poutine.uncondition(self.model)).get_trace(None, **self.train_args)
-        fn = trace.nodes[site]["fn"]
-        if not fn.has_rsample:
-            raise MethodError(
-                f"Expected the observed site {site!r} to be a reparameterised draw (Delta, "
-                f"pyro.deterministic, Normal, ...) for method='adversarial', but it is {type(fn).__name__}, "
-                "which has no rsample; emit the data as a differentiable function of the noise, or fit "
-                "the density with 'svi'/'mcmc'."
-            )
-        if not any(p.requires_grad for p in self.parameters()):
-            raise MethodError(
-                "Expected a generator program with parameters (pyro.module or pyro.param) to train."
-            )
-
     def guide_draws(self, args: dict, num_samples: int) -> dict[str, torch.Tensor]:
         """Draws of the model's latent sites from the user's guide, ``{site: (S, ...)}``.
 
@@ -465,44 +385,3 @@ class Program(GenerativeModel):
 
     def extra_repr(self) -> str:
         return f"{self._describe()}, observed={list(self.observed_sites)}, units={self.unit_plate!r}"
-
-
-def as_model(model: Any, guide: Callable | None = None, **program_options: Any) -> GenerativeModel:
-    """``model`` as a :class:`GenerativeModel`; a Pyro program becomes a :class:`Program`."""
-    if isinstance(model, GenerativeModel):
-        if program_options:
-            raise OptionError(
-                f"Expected {sorted(program_options)} only for Pyro programs, but got the ppgen model "
-                f"{type(model).__name__}, which observes site 'x' in its 'data' plate."
-            )
-        return model
-    if isinstance(model, torch.nn.Module) and not isinstance(model, pyro.nn.PyroModule):
-        if not callable(getattr(model, "model", None)):
-            raise OptionError(
-                f"Expected a ppgen GenerativeModel, a PyroModule or a Pyro callable, but got the torch "
-                f"module {type(model).__name__}; pass its model method (and guide=its guide), as to SVI."
-            )
-        guide = guide or getattr(model, "guide", None)
-        model = model.model
-    if callable(model):
-        return Program(model, guide, **program_options)
-    raise OptionError(
-        f"Expected a ppgen GenerativeModel or a Pyro callable model, but got {type(model).__name__}."
-    )
-
-
-def as_fit_model(model: Any, observed: Any = None, options: dict | None = None) -> GenerativeModel:
-    """The door: a private copy of ``model`` as one object that knows its sites (the user's is never
-    changed). ``options`` gives up the program options it holds (``plate``, a hand-written ``guide``)."""
-    options = {} if options is None else options
-    program_options = {}
-    if observed is not None:
-        if not isinstance(observed, dict) or not observed:
-            raise OptionError(f"Expected observed= as a dict {{site: values}}, but got {observed!r}.")
-        program_options["observed"] = tuple(observed)
-    if "plate" in options:
-        program_options["plate"] = options.pop("plate")
-    model = copy.deepcopy(as_model(model, **program_options))
-    if callable(getattr(model, "set_guide", None)) and callable(options.get("guide")):
-        model.set_guide(options.pop("guide"))  # a hand-written guide: its parameters live in the fit
-    return model
