@@ -10,7 +10,7 @@ import pandas as pd
 import pyro
 import torch
 
-from ppgen.core import GenerativeModel, is_program
+from ppgen.core import GenerativeModel, is_program, with_local_params
 from ppgen.data import as_data
 from ppgen.errors import MethodError, OptionError, PpgenError
 from ppgen.inference import BACKENDS, distributed
@@ -26,6 +26,7 @@ def methods() -> list[str]:
     return list(BACKENDS)
 
 
+@with_local_params
 def applicable_methods(model: Any, data: Any = None, *, observed: dict | None = None) -> list[str]:
     """The methods whose requirements ``model`` meets (capabilities, priors).
 
@@ -51,6 +52,7 @@ def _applicable(model: GenerativeModel) -> list[str]:
     return found
 
 
+@with_local_params
 def fit(
     model: Any,
     data: Any,
@@ -227,6 +229,7 @@ def _fit_to_cpu(result: Fit) -> Fit:
     return result
 
 
+@with_local_params
 def compare(
     fits: Sequence[Fit], x_test: Any | None = None, *, names: Sequence[str] | None = None
 ) -> pd.DataFrame:

@@ -13,14 +13,20 @@ never test for a model class.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule, PyroParam, PyroSample, pyro_method
+
+# Pyro's per-module call context; ppgen's models use a subclass that scopes module_local_params.
+from pyro.nn.module import _Context as _PyroModuleContext
 from pyro.poutine.util import prune_subsample_sites
 
 from ppgen.errors import DataError, ImplicitModelError, OptionError
@@ -36,6 +42,9 @@ __all__ = [
     "DATA_PLATE",
 ]
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 DATA_SITE = "x"
 DATA_PLATE = "data"
 #: The per-unit sum over a program's observed sites in ``log_likelihood`` (``az.loo(..., var_name=TOTAL)``).
@@ -43,10 +52,57 @@ TOTAL = "total"
 #: Attribute of a model whose sizes come from the data (``ppgen.models.sizing``) until it sees them.
 PLACEHOLDER = "unsized"
 
-# Without module-local parameters two instances of one model class share their
-# parameters through Pyro's global param store (PYRO_NOTES 2): fitting one silently
-# overwrites the other, which would make every side-by-side comparison a lie.
-pyro.settings.set(module_local_params=True)
+
+def local_params() -> contextlib.AbstractContextManager:
+    """Pyro's ``module_local_params`` on for the block, restored on exit (never left on globally).
+
+    Without module-local parameters two instances of one model class share their parameters
+    through Pyro's global param store (PYRO_NOTES 2): fitting one silently overwrites the other,
+    which would make every side-by-side comparison a lie. Set globally, the same setting breaks
+    the user's own Pyro code (EasyGuide, a PyroModule with a global ``pyro.param``: PYRO_NOTES 11),
+    so ppgen turns it on only inside its own calls.
+    """
+    return pyro.settings.context(module_local_params=True)
+
+
+def with_local_params(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run ``fn`` (a ppgen entry point) under :func:`local_params`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with local_params():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+class _LocalParamsContext(_PyroModuleContext):
+    """A ``PyroModule`` call context that runs its module with ``module_local_params`` on.
+
+    Every call of a ppgen model's ``pyro_method`` (``model``, ``guide``, ``sample``, ``log_prob``)
+    enters its module's context; switching the setting on there (and back on leaving) keeps each
+    model's parameters its own wherever the model is called from — inside ppgen or from the user's
+    own Pyro code — without changing Pyro's setting for anything else.
+    """
+
+    def __init__(self) -> None:
+        with local_params():
+            super().__init__()  # builds the module's own parameter state
+
+    def __enter__(self) -> None:
+        if not self.active:
+            self._setting = local_params()
+            self._setting.__enter__()
+        super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        if not self.active:
+            setting, self._setting = self._setting, None
+            setting.__exit__(*exc)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_setting"}
 
 
 class GenerativeModel(PyroModule):
@@ -66,6 +122,17 @@ class GenerativeModel(PyroModule):
     has_local_latents: bool = False
     #: The plate whose entries are the units of the data (rows); programs discover theirs.
     unit_plate: str | None = DATA_PLATE
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pyro_context = _LocalParamsContext()  # the model's parameters stay its own
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if not isinstance(self._pyro_context, _LocalParamsContext):  # a model pickled by ppgen 0.1
+            context = _LocalParamsContext()
+            context.param_state = getattr(self._pyro_context, "param_state", context.param_state)
+            self._pyro_context = context
 
     # ----------------------------------------------------------------- the story
     def data_plate(self, x: torch.Tensor | None = None, n: int | None = None) -> pyro.plate:

@@ -20,7 +20,7 @@ import torch
 from pyro import poutine
 
 from ppgen import __version__
-from ppgen.core import GenerativeModel, _check_count, is_program, set_seed
+from ppgen.core import GenerativeModel, _check_count, is_program, set_seed, with_local_params
 from ppgen.data import as_data
 from ppgen.errors import DataError, FitFileError, ImplicitModelError, OptionError
 from ppgen.measures import criteria
@@ -73,6 +73,7 @@ class Fit:
         has_posterior = self.posterior is not None and "posterior" in self.posterior.groups()
         return self.draws is not None and has_posterior or self.exact_posterior is not None
 
+    @with_local_params
     def log_prob(self, x: Any, **covariates: Any) -> torch.Tensor:
         """Per-example log density of ``x`` under the fit, shape ``(N,)``.
 
@@ -103,6 +104,7 @@ class Fit:
         """Mean held-out log-likelihood per example (posterior predictive when Bayesian)."""
         return float(self.log_prob(x, **covariates).mean())
 
+    @with_local_params
     def sample(self, n: int, seed: int | None = None, **covariates: Any) -> torch.Tensor:
         """``n`` draws from the fitted model (posterior predictive when Bayesian)."""
         n = _check_count(n)
@@ -127,6 +129,7 @@ class Fit:
             out = torch.cat(chunks)
             return out[torch.randperm(out.shape[0])]
 
+    @with_local_params
     def predict(self, data: Any = None, num_samples: int | None = None, seed: int | None = None) -> dict:
         """Replicated observations ``{site: (S, *shape)}``: ``y_rep ~ p(y | θ_s)`` per posterior draw
         (Bayesian fits) or from the plug-in parameters (point fits), for the training data or ``data``.
@@ -137,14 +140,17 @@ class Fit:
         """
         return predict(self, data, num_samples, seed)
 
+    @with_local_params
     def loo(self, pointwise: bool = True):
         """PSIS-LOO over the units (``az.loo``; a program's several observed sites count as one unit)."""
         return criteria.loo(self, pointwise)
 
+    @with_local_params
     def waic(self, pointwise: bool = True):
         """WAIC over the units (``az.waic``), as :meth:`loo`."""
         return criteria.waic(self, pointwise)
 
+    @with_local_params
     def summary(self) -> pd.DataFrame:
         """One row per scalar parameter: estimate, sd and the 94% HDI (3%–97%) when Bayesian.
 
@@ -178,6 +184,7 @@ class Fit:
         return table
 
     # --------------------------------------------------------------- save/load
+    @with_local_params
     def save(self, path: str | Path, *, posterior_netcdf: bool = False) -> Path:
         """Write the fit to ``path``; :func:`ppgen.load` reads it back.
 
@@ -269,6 +276,7 @@ class Fit:
         return self.options.get("dtype")
 
 
+@with_local_params
 def load(path: str | Path) -> Fit:
     """Read a fit written by :meth:`Fit.save`; refuses foreign or corrupt files.
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ppgen.errors import MethodError
 from ppgen.core import TOTAL
+from ppgen.errors import MethodError
 
 
 def _pointwise(fit: Any) -> tuple[Any, str]:

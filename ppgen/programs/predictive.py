@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from pyro import poutine
 
-from ppgen.core import is_program, set_seed
+from ppgen.core import is_program, set_seed, with_local_params
 from ppgen.data import as_data
 from ppgen.errors import OptionError
 from ppgen.programs.door import as_fit_model
@@ -35,6 +35,7 @@ def _check_count(num_samples: Any, name: str = "num_samples") -> int:
     return num_samples
 
 
+@with_local_params
 def prior_predictive(
     model: Any,
     data: Any,

@@ -30,6 +30,7 @@ from typing import Any
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.nn import PyroModule
 from pyro.poutine.util import prune_subsample_sites
 
 from ppgen.core import TOTAL, GenerativeModel, _check_count
@@ -87,6 +88,7 @@ class Program(ProgramChecks, GenerativeModel):
         for role, part in (("story", fn), ("guide_module", guide)):
             if isinstance(part, torch.nn.Module):
                 torch.nn.Module.add_module(self, role, part)
+            _give_local_state(part)
         self._fn = None if isinstance(fn, torch.nn.Module) else fn
         self._guide = None if isinstance(guide, torch.nn.Module) else guide
         self.signature = sites.signature(fn)
@@ -112,6 +114,7 @@ class Program(ProgramChecks, GenerativeModel):
 
     def set_guide(self, guide: Callable[..., Any]) -> None:
         """Attach a hand-written guide (``ppgen.fit(program, data, guide=my_guide)``)."""
+        _give_local_state(guide)
         if isinstance(guide, torch.nn.Module):
             torch.nn.Module.add_module(self, "guide_module", guide)
             self._guide = None
@@ -385,3 +388,17 @@ class Program(ProgramChecks, GenerativeModel):
 
     def extra_repr(self) -> str:
         return f"{self._describe()}, observed={list(self.observed_sites)}, units={self.unit_plate!r}"
+
+
+def _give_local_state(part: Any) -> None:
+    """A user's ``PyroModule`` built while Pyro's ``module_local_params`` was off (the user's default)
+    has no module-local parameter state; ppgen runs programs with the setting on, so each module gets
+    an empty one, where its own ``PyroParam`` values then live."""
+    if not isinstance(part, torch.nn.Module):
+        part = getattr(part, "__self__", None)  # a bound method of a PyroModule (model.model)
+        if not isinstance(part, torch.nn.Module):
+            return
+    for module in part.modules():
+        context = getattr(module, "_pyro_context", None)
+        if isinstance(module, PyroModule) and not hasattr(context, "param_state"):
+            context.param_state = {"params": {}, "constraints": {}}
