@@ -26,7 +26,7 @@ _NAMES = {
     "applicable_methods": "ppgen.api",
     "prior_predictive": "ppgen.programs.predictive",
     "as_model": "ppgen.programs.door",
-    "bayesian": "ppgen.core",
+    "bayesian": "ppgen.models.priors",
     "GenerativeModel": "ppgen.core",
     "ImplicitModel": "ppgen.core",
     "Fit": "ppgen.result",
@@ -39,6 +39,7 @@ _NAMES = {
     "NonFiniteLossError": "ppgen.errors",
     "FitFileError": "ppgen.errors",
     "ConvergenceWarning": "ppgen.errors",
+    "IncompleteFitWarning": "ppgen.errors",
 }
 #: Short module names the README uses -> where the module lives.
 _MODULES = {
@@ -71,6 +72,7 @@ __all__ = [
     "NonFiniteLossError",
     "FitFileError",
     "ConvergenceWarning",
+    "IncompleteFitWarning",
     "data",
     "models",
     "plots",
@@ -107,12 +109,13 @@ if TYPE_CHECKING:  # what static tools see; at run time the names above load on 
     from ppgen import data, models
     from ppgen.api import applicable_methods, compare, fit, methods
     from ppgen.app import plots
-    from ppgen.core import GenerativeModel, ImplicitModel, bayesian
+    from ppgen.core import GenerativeModel, ImplicitModel
     from ppgen.errors import (
         ConvergenceWarning,
         DataError,
         FitFileError,
         ImplicitModelError,
+        IncompleteFitWarning,
         MethodError,
         NonFiniteLossError,
         OptionError,
@@ -120,6 +123,7 @@ if TYPE_CHECKING:  # what static tools see; at run time the names above load on 
     )
     from ppgen.inference import distributed
     from ppgen.measures import criteria, dequantize, divergences, metrics, probability
+    from ppgen.models.priors import bayesian
     from ppgen.programs.door import as_model
     from ppgen.programs.predictive import prior_predictive
     from ppgen.result import Fit, load

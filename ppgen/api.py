@@ -40,16 +40,25 @@ def applicable_methods(model: Any, data: Any = None, *, observed: dict | None = 
     return _applicable(model)
 
 
-def _applicable(model: GenerativeModel) -> list[str]:
-    """The methods whose ``check`` passes for a model already through the door."""
+def _applicable(model: GenerativeModel, options: dict | None = None) -> list[str]:
+    """The methods :func:`fit` accepts for a model already through the door (the same checks)."""
     found = []
-    for name, backend in BACKENDS.items():
+    for name in BACKENDS:
         try:
-            backend.check(model)
+            _check_applies(model, name, options or {})
         except PpgenError:
             continue
         found.append(name)
     return found
+
+
+def _check_applies(model: GenerativeModel, method: str, options: dict) -> None:
+    """Every check :func:`fit` makes of the model before any work, for ``method``."""
+    BACKENDS[method].check(model)
+    if is_program(model) and (
+        method == "mcmc" or method in ("svi", "map") and _uses_autoguide(model, options)
+    ):
+        model.check_transformable(method)  # NUTS and Normal autoguides move latents in real space
 
 
 @with_local_params
@@ -103,29 +112,27 @@ def fit(
         raise OptionError(f"Expected method in {list(BACKENDS)}, but got {method!r}.")
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise OptionError(f"Expected a floating dtype such as torch.float64, but got {dtype!r}.")
+    if seed is not None:  # before the program first runs: its random initialisers are seeded too
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
+        pyro.set_rng_seed(seed)
+        options["seed"] = seed
     observed = options.pop("observed", None)
     model = as_fit_model(model, observed, options)  # the door: normalised once, a private copy
     backend = BACKENDS[method]
     program = is_program(model)
     if program:  # a user's program: bind its arguments and discover its sites before the checks
         x, covariates = model.bind(data, dtype=dtype, observed=observed)
-    _check_method(model, backend)
+    _check_method(model, method, options)
     device = _device_for(method, options.pop("device", None))
     _check_data_parallel(method, backend)
     if program:
         if dtype is not None:
             model = model.to(dtype)
-        if method == "mcmc" or method in ("svi", "map") and _uses_autoguide(model, options):
-            model.check_transformable(method)
     else:
         x, covariates, model = _model_data(model, data, backend, dtype)
         if method in ("mle", "svi", "map", "mcmc") and model.is_bayesian:
             model.check_support(x, covariates)
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise OptionError(f"Expected seed to be an integer, but got {seed!r}.")
-        pyro.set_rng_seed(seed)
-        options["seed"] = seed
     if device.type != "cpu":
         x, covariates, model = _to_device(device, x, covariates, model)
     result = backend.fit(model, x, covariates, **options)
@@ -161,11 +168,11 @@ def _model_data(model: GenerativeModel, data: Any, backend: Any, dtype: torch.dt
     return x, covariates, model
 
 
-def _check_method(model: Any, backend: Any) -> None:
+def _check_method(model: Any, method: str, options: dict) -> None:
     try:
-        backend.check(model)
+        _check_applies(model, method, options)
     except MethodError as err:
-        usable = _applicable(model)
+        usable = _applicable(model, options)
         raise MethodError(f"{err} Methods that apply to this model: {usable}.") from None
 
 

@@ -4,7 +4,7 @@ A :class:`GenerativeModel` is a ``PyroModule`` whose ``model`` method tells the 
 story (globals, then the ``"data"`` plate, local latents, the observed site ``"x"``) and
 whose ``guide`` method gives the posterior over *local* latents (empty by default).
 Global parameters are ``PyroParam`` (point estimates, fitted by maximum likelihood) until
-:func:`bayesian` gives them priors; then they are ``PyroSample`` sites and the very same
+:func:`~ppgen.models.priors.bayesian` gives them priors; then they are ``PyroSample`` sites and the same
 story has a Bayesian posterior.
 
 Backends learn what a model can do from :attr:`GenerativeModel.capabilities` — they
@@ -14,13 +14,11 @@ never test for a model class.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule, PyroParam, PyroSample, pyro_method
@@ -34,7 +32,6 @@ from ppgen.errors import DataError, ImplicitModelError, OptionError
 __all__ = [
     "GenerativeModel",
     "ImplicitModel",
-    "bayesian",
     "pyro_method",
     "PyroParam",
     "PyroSample",
@@ -301,60 +298,6 @@ class ImplicitModel(GenerativeModel):
     @property
     def capabilities(self) -> set[str]:
         return super().capabilities - {"log_prob"}
-
-
-def bayesian(model: GenerativeModel, **priors: dist.Distribution) -> GenerativeModel:
-    """Return a copy of ``model`` whose named parameters carry priors.
-
-    ``bayesian(Gaussian(dim=1), loc=Normal(0., 10.).expand([1]).to_event(1))`` turns the
-    point estimate ``loc`` into a ``PyroSample`` site; the story is unchanged.
-
-    Arguments:
-        model: a :class:`GenerativeModel` with ``PyroParam`` attributes.
-        priors: parameter name -> prior distribution whose sample has the parameter's
-            shape, or a callable ``lambda self: distribution`` for dependent priors.
-    """
-    if not isinstance(model, GenerativeModel):
-        raise OptionError(f"Expected a GenerativeModel, but got {type(model).__name__}.")
-    if not priors:
-        raise OptionError("Expected at least one prior, e.g. bayesian(model, loc=Normal(0., 10.)).")
-    new = copy.deepcopy(model)
-    if PLACEHOLDER in new._parameters:
-        raise OptionError(
-            f"Expected a {type(model).__name__} with its size given before priors are attached (its "
-            "parameters' shapes, which the priors must match, come from the data otherwise); build it "
-            "with the size the data would fill (dim= or data_dim=), e.g. Gaussian(dim=2)."
-        )
-    for name, prior in priors.items():
-        if name not in new._pyro_params and name not in new._pyro_samples:
-            raise OptionError(
-                f"Expected priors for parameters of {type(model).__name__} "
-                f"({new.param_names + new.prior_names}), but got {name!r}."
-            )
-        if isinstance(prior, dist.Distribution):
-            if name in new._pyro_params:
-                shape = tuple(getattr(new, name).shape)
-                draw = tuple(prior.shape())
-                if draw != shape:
-                    raise OptionError(
-                        f"Expected a prior for {name!r} whose draws have shape {shape}, but got "
-                        f"{draw}; use e.g. .expand({list(shape)}).to_event({len(shape)})."
-                    )
-                if prior.batch_shape:
-                    raise OptionError(
-                        f"Expected a prior for {name!r} with empty batch shape, but got batch "
-                        f"shape {tuple(prior.batch_shape)}; add .to_event({len(prior.batch_shape)})."
-                    )
-                delattr(new, name)
-        elif callable(prior):
-            if name in new._pyro_params:
-                delattr(new, name)
-        else:
-            raise OptionError(
-                f"Expected a Pyro distribution as the prior of {name!r}, but got {type(prior).__name__}."
-            )
-        setattr(new, name, PyroSample(prior))
-    return new
 
 
 def _check_count(n: Any) -> int:

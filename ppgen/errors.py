@@ -15,6 +15,7 @@ __all__ = [
     "NonFiniteLossError",
     "FitFileError",
     "ConvergenceWarning",
+    "IncompleteFitWarning",
 ]
 
 
@@ -55,3 +56,8 @@ class FitFileError(PpgenError, OSError):
 
 class ConvergenceWarning(UserWarning):
     """An iterative method stopped before meeting its convergence test."""
+
+
+class IncompleteFitWarning(UserWarning):
+    """The fit trained, but something computed from it afterwards failed and is left out (the fit is
+    returned all the same: the work is never lost to a failure after it)."""

@@ -48,7 +48,7 @@ from ppgen.inference.adversarial_recipes import (
     toy_2d_recipe,
 )
 from ppgen.inference.checkpoints import check_checkpoint_options
-from ppgen.inference.loop import Minibatches
+from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.options import check_options
 from ppgen.result import Fit
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ppgen.errors import NonFiniteLossError, OptionError
 from ppgen.inference import distributed
 from ppgen.inference.checkpoints import read_checkpoint, write_checkpoint
-from ppgen.inference.loop import Minibatches
+from ppgen.inference.minibatches import Minibatches
 from ppgen.measures import divergences
 
 __all__ = ["player_losses", "gradient_penalty", "r1_penalty", "ParameterAverage", "TwoPlayerLoop"]

@@ -14,7 +14,7 @@ from pyro import poutine
 
 from ppgen.core import GenerativeModel, in_data_plate
 from ppgen.errors import MethodError, OptionError
-from ppgen.inference.loop import Minibatches
+from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.posterior import inference_data
 from ppgen.result import Fit
 

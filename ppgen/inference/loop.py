@@ -24,10 +24,8 @@ from dataclasses import dataclass
 
 import pyro
 import torch
-from pyro import poutine
 from tqdm.auto import tqdm
 
-from ppgen.core import DATA_PLATE, in_data_plate
 from ppgen.errors import NonFiniteLossError, OptionError
 from ppgen.inference import distributed
 from ppgen.inference.checkpoints import (
@@ -36,11 +34,11 @@ from ppgen.inference.checkpoints import (
     read_checkpoint,
     write_checkpoint,
 )
+from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.validation import Validation
 
 __all__ = [
     "TrainConfig",
-    "Minibatches",
     "train",
     "make_optimizer",
     "write_checkpoint",
@@ -50,23 +48,6 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("adam", "clipped_adam", "sgd")
-
-
-class ScaleData(poutine.messenger.Messenger):
-    """Scale every site inside the units' plate by ``factor`` (= N / batch size).
-
-    Minibatching then gives an unbiased estimate of the full-data objective while the
-    global sites (priors) are counted once — for any story, including users' programs.
-    """
-
-    def __init__(self, factor: float, plate: str | None = DATA_PLATE):
-        super().__init__()
-        self.factor = factor
-        self.plate = plate
-
-    def _process_message(self, msg):
-        if in_data_plate(msg, self.plate):
-            msg["scale"] = msg["scale"] * self.factor
 
 
 @dataclass
@@ -80,6 +61,9 @@ class TrainConfig:
     batch_size: int | None = None
     patience: int = 10
     tol: float = 1e-4
+    #: Stop on a plateau (of the smoothed loss, or of the held-out loss with validation). Off when the
+    #: user names num_steps without patience= (see from_options): a step count means what it says.
+    early_stopping: bool = True
     check_every: int = 50
     clip_norm: float = 10.0
     progress: bool = True
@@ -87,7 +71,29 @@ class TrainConfig:
     checkpoint_every: int = 100
     resume: str | os.PathLike | None = None  # continue the run saved in this checkpoint
 
+    @classmethod
+    def from_options(cls, options: dict, defaults: dict | None = None) -> TrainConfig:
+        """The config of a fit's options: an explicit ``num_steps`` runs that many steps unless
+        ``patience=`` (or ``early_stopping=True``) asks for early stopping; defaults may stop early."""
+        given = {k: v for k, v in options.items() if k in cls.__dataclass_fields__}
+        if "early_stopping" not in given:
+            given["early_stopping"] = "num_steps" not in given or "patience" in given
+        return cls(**{**(defaults or {}), **given})
+
+    def stopping(self, history: list[float]) -> dict:
+        """What ``fit.extras`` records of the run's length: asked, run, and whether it stopped early."""
+        return {
+            "num_steps": self.num_steps,
+            "steps_run": len(history),
+            "early_stopping": self.early_stopping,
+            "stopped_early": len(history) < self.num_steps,
+        }
+
     def __post_init__(self):
+        if not isinstance(self.early_stopping, bool):
+            raise OptionError(
+                f"Expected early_stopping to be True or False, but got {self.early_stopping!r}."
+            )
         if not isinstance(self.num_steps, int) or self.num_steps < 1:
             raise OptionError(f"Expected num_steps to be a positive integer, but got {self.num_steps!r}.")
         if not self.lr > 0:
@@ -132,55 +138,6 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) ->
     return torch.optim.Adam(params, lr=config.lr, fused=fused or None)
 
 
-class Minibatches:
-    """Random minibatches of ``x`` and its per-row covariates, drawn with a seeded generator.
-
-    Yields ``(x_batch, covariates_batch, scale)`` where ``scale = N / batch`` is what the
-    data plate's log-likelihood terms must be multiplied by.
-
-    Under ``torch.distributed`` (see :mod:`ppgen.inference.distributed`) each rank keeps only its
-    shard of the rows and ``scale = world_size * n_shard / batch``, so the average over
-    ranks of the per-rank losses (and gradients) equals the single-process objective.
-    """
-
-    def __init__(self, x: torch.Tensor, covariates: dict, batch_size: int | None, seed: int | None):
-        self.weight = 1.0
-        seed = 0 if seed is None else seed
-        if distributed.is_distributed():
-            total, world = x.shape[0], distributed.world_size()
-            idx = distributed.shard_indices(total, distributed.rank(), world).to(x.device)
-            covariates = _rows(covariates, idx, total)
-            x = x[idx]
-            self.weight = float(world)  # (1/W) Σ_r W·sum_r = the full-data sum, any shard sizes
-            seed += distributed.rank()
-        self.x, self.covariates = x, covariates
-        self.n = x.shape[0]
-        self.batch_size = None if batch_size is None or batch_size >= self.n else batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        #: the rows of the last batch (None while batches are the whole data)
-        self.indices: torch.Tensor | None = None
-
-    def next(self) -> tuple[torch.Tensor, dict, float]:
-        if self.batch_size is None:
-            return self.x, self.covariates, self.weight
-        idx = torch.randperm(self.n, generator=self.generator)[: self.batch_size].to(self.x.device)
-        self.indices = idx
-        cov = _rows(self.covariates, idx, self.n)
-        return self.x[idx], cov, self.n / self.batch_size * self.weight
-
-    def scaled(self, scale: float, plate: str | None = DATA_PLATE):
-        """Scale the terms of the units' plate by ``scale`` (a no-op at 1)."""
-        return ScaleData(scale, plate) if scale != 1.0 else contextlib.nullcontext()
-
-
-def _rows(covariates: dict, idx: torch.Tensor, n: int) -> dict:
-    """Per-row covariates (tensors with ``n`` rows) indexed by ``idx``; others unchanged."""
-    return {
-        k: v[idx] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
-        for k, v in covariates.items()
-    }
-
-
 def train(
     loss_fn: Callable[[], torch.Tensor],
     params: list[torch.nn.Parameter],
@@ -194,7 +151,8 @@ def train(
     """Minimise ``loss_fn()`` over ``params``; return ``(history, converged)``.
 
     ``converged`` is True when the smoothed loss stopped improving by more than ``tol``
-    (relative) for ``patience`` checks. A non-finite loss or gradient raises
+    (relative) for ``patience`` checks; with ``config.early_stopping`` the run then stops, without it
+    every one of ``num_steps`` steps runs. A non-finite loss or gradient raises
     :class:`NonFiniteLossError` without taking the step; Ctrl-C stops early and returns
     the run so far with ``converged=False``.
 
@@ -317,9 +275,10 @@ def train(
             state["smoothed"] = smoothed
             if validation is not None:
                 last = step + 1 == config.num_steps
-                if ((step + 1) % config.check_every == 0 or last) and check_validation(step + 1):
-                    state["converged"] = True
-                    break
+                if (step + 1) % config.check_every == 0 or last:
+                    state["converged"] = check_validation(step + 1)
+                    if state["converged"] and config.early_stopping:
+                        break
             elif (step + 1) % config.check_every == 0:
                 bar.set_postfix(loss=f"{smoothed:.4g}")
                 best = state["best"]
@@ -327,9 +286,9 @@ def train(
                     state["best"], state["stale"] = smoothed, 0
                 else:
                     state["stale"] += 1
-                    if state["stale"] >= config.patience:
-                        state["converged"] = True
-                        break
+                state["converged"] = state["stale"] >= config.patience
+                if state["converged"] and config.early_stopping:
+                    break
             if saving and (step + 1) % config.checkpoint_every == 0:
                 save(*take_snapshot())
         if saving:

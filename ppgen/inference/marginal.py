@@ -26,8 +26,9 @@ from pyro.distributions.transforms import biject_to
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 from ppgen.errors import MethodError, OptionError
-from ppgen.inference.loop import Minibatches, TrainConfig, train
-from ppgen.inference.posterior import inference_data
+from ppgen.inference.loop import TrainConfig, train
+from ppgen.inference.minibatches import Minibatches
+from ppgen.inference.posterior import inference_data, kept_after_training
 from ppgen.programs.draws import draw_count, site_draws
 from ppgen.result import Fit
 
@@ -101,8 +102,7 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
     latent = model.latent_sites
     globals_ = [n for n, s in latent.items() if not s["local"] and not s["enumerated"]]
     locals_ = [n for n, s in latent.items() if s["local"] and not s["enumerated"]]
-    given = {k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__}
-    config = TrainConfig(**({**STOCHASTIC_DEFAULTS, **given} if locals_ else given))
+    config = TrainConfig.from_options(options, STOCHASTIC_DEFAULTS if locals_ else None)
     if locals_ and model.user_guide is None and config.batch_size is not None:
         raise OptionError(
             "Expected full batches for method='mle' with continuous per-unit latents, but got "
@@ -155,9 +155,10 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
         guide=auto,
         covariates=covariates,
         n_train=n,
-        extras={**extras, "point_estimates": globals_},
+        extras={**extras, "point_estimates": globals_, **config.stopping(history)},
     )
-    _attach_draws(fit, dropped, guide, locals_, x, covariates)
+    with kept_after_training("the draws of the per-unit latents"):
+        _attach_draws(fit, dropped, guide, locals_, x, covariates)
     return fit
 
 

@@ -30,9 +30,11 @@ from ppgen.inference.autoguide import (
 )
 from ppgen.inference.compiled import CompiledLoss
 from ppgen.inference.direct import direct_total_log_prob
-from ppgen.inference.loop import Minibatches, TrainConfig, train, training_mode
+from ppgen.inference.loop import TrainConfig, train, training_mode
 from ppgen.inference.marginal import fit_marginal_mle
+from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.options import check_options
+from ppgen.inference.posterior import kept_after_training
 from ppgen.inference.validation import Validation, split_validation
 from ppgen.result import Fit
 
@@ -44,7 +46,7 @@ _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
 
 
 def _train_config(options: dict[str, Any]) -> TrainConfig:
-    return TrainConfig(**{k: v for k, v in options.items() if k in _TRAIN_KEYS})
+    return TrainConfig.from_options(options)
 
 
 def _has_enumeration(model: GenerativeModel, x, covariates) -> bool:
@@ -142,7 +144,11 @@ class MLE:
             options=options,
             covariates=covariates,
             n_train=n,
-            extras={**(track.extras(held) if track is not None else {}), "compiled": step_loss.state},
+            extras={
+                **(track.extras(held) if track is not None else {}),
+                "compiled": step_loss.state,
+                **config.stopping(history),
+            },
         )
 
 
@@ -301,14 +307,20 @@ class SVI:
             guide=auto if auto is not None else guide,
             covariates=covariates,
             n_train=n,
-            extras={**(track.extras(held) if track is not None else {}), "compiled": step_loss.state},
+            extras={
+                **(track.extras(held) if track is not None else {}),
+                "compiled": step_loss.state,
+                **config.stopping(history),
+            },
         )
         if auto is not None:
             if guide_name == "laplace":
                 fit.guide = auto = laplace(auto, model.model, x, covariates)
-            attach_guide_posterior(fit, auto, x, covariates, point=guide_name == "delta")
+            with kept_after_training("the posterior draws of the fitted guide"):
+                attach_guide_posterior(fit, auto, x, covariates, point=guide_name == "delta")
         elif own_guide and callable(getattr(model, "guide_draws", None)):
-            attach_draws(fit, model.guide_draws(covariates, POSTERIOR_DRAWS), x, covariates)
+            with kept_after_training("the posterior draws of the fitted guide"):
+                attach_draws(fit, model.guide_draws(covariates, POSTERIOR_DRAWS), x, covariates)
         return fit
 
 

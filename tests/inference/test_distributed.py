@@ -15,7 +15,7 @@ import torch.multiprocessing as tmp
 import ppgen
 from ppgen.errors import OptionError
 from ppgen.inference import distributed
-from ppgen.inference.loop import Minibatches
+from ppgen.inference.minibatches import Minibatches
 from ppgen.models import Gaussian
 from tests.common import assert_close, gaussian_data
 

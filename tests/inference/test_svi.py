@@ -60,7 +60,7 @@ def test_minibatch_objective_is_unbiased():
     # full-data loss (here: 2000 batches, Monte Carlo error well below the 0.5% tolerance).
     from pyro.infer import Trace_ELBO
 
-    from ppgen.inference.loop import Minibatches
+    from ppgen.inference.minibatches import Minibatches
 
     x = gaussian_data(n=100, dim=1, seed=3)
     model = Gaussian(dim=1).double()

@@ -20,7 +20,7 @@ from pyro import poutine
 from pyro.infer import MCMC, NUTS
 
 import ppgen
-from ppgen.inference.loop import Minibatches
+from ppgen.inference.minibatches import Minibatches
 from ppgen.programs.draws import site_log_likelihood
 from ppgen.programs.program import Program
 from tests import pyro_programs as programs
