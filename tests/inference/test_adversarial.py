@@ -6,6 +6,8 @@ starts from (recipes, spectral norm, EMA, R1, dtype) are in test_adversarial_rec
 import math
 
 import pytest
+import pyro
+import pyro.distributions as dist
 import torch
 
 import ppgen
@@ -213,7 +215,7 @@ def test_bad_inputs_give_clear_errors():
         g.log_prob(x)
 
     def story(x=None):
-        return ppgen.core.pyro.sample("x", ppgen.core.dist.Normal(0.0, 1.0), obs=x)
+        return pyro.sample("x", dist.Normal(0.0, 1.0), obs=x)
 
     # A story with nothing to train: the generator needs parameters (pyro.module / pyro.param).
     with pytest.raises(MethodError, match="parameters"):

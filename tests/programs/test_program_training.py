@@ -70,7 +70,9 @@ def test_hidden_switch_with_its_own_guide_matches_pyro_svi():
 def test_pyro_module_regression_against_least_squares(float64_default):
     # Reference: ordinary least squares. With 200 rows, noise sd 0.3 and N(0, 1) / N(0, 10) priors the
     # posterior mean sits within 0.01 of OLS (prior shrinkage ~ 0.3^2 / 200 per unit of weight) and its
-    # sd near OLS's standard error; NUTS within 3 of those se, AutoNormal within 0.02.
+    # sd near OLS's standard error; NUTS within 3 of those se. AutoNormal's loc after a fixed 3000 Adam steps
+    # (lr 0.02, one-particle ELBO) still jitters around the posterior mean by a fraction of the posterior
+    # sd, so it must sit within one se (0.022 here); a fit stuck at the prior would be off by 0.5 to 2.
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(200, 3, generator=generator)
     y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.7 + 0.3 * torch.randn(200, generator=generator)
@@ -83,7 +85,7 @@ def test_pyro_module_regression_against_least_squares(float64_default):
         model, {"x": x, "y": y}, method="mcmc", num_samples=200, warmup_steps=200, seed=0, progress=False
     )
     svi = ppgen.fit(model, {"x": x, "y": y}, method="svi", num_steps=3000, lr=0.02, seed=0, progress=False)
-    for fit, tol in ((nuts, 3 * se), (svi, torch.full((4,), 0.02))):
+    for fit, tol in ((nuts, 3 * se), (svi, se)):
         weight = fit.params["linear.weight"].reshape(-1)
         bias = fit.params["linear.bias"].reshape(-1)
         assert_close(torch.cat([weight, bias]), ols, atol=float(tol.max()))
