@@ -5,9 +5,9 @@ starts from (recipes, spectral norm, EMA, R1, dtype) are in test_adversarial_rec
 
 import math
 
-import pytest
 import pyro
 import pyro.distributions as dist
+import pytest
 import torch
 
 import ppgen
