@@ -1,56 +1,69 @@
-"""``mcmc``: NUTS or HMC over the global latents → ``arviz.InferenceData``.
+"""``mcmc``: NUTS or HMC over the latents → ``arviz.InferenceData``.
+
+By default ppgen's own sampler runs (``ppgen/inference/nuts``): the program's potential is
+captured once and compiled, and the tree is built in float64 numpy, chains in processes. Where
+the potential cannot be captured, or with ``sampler="pyro"``, Pyro's NUTS/HMC runs instead
+(``nuts/pyro_chain.py``; a warning says why when it was not asked for).
 
 The InferenceData is built by hand (PYRO_NOTES 3): ``az.from_pyro`` silently drops the
 ``log_likelihood`` group for enumerated mixtures and ``to_event`` priors, which breaks
 LOO/WAIC. Pointwise log-likelihoods come from the model's own ``log_prob`` per draw.
-Chains run in separate processes (PYRO_NOTES 7: Pyro runs them one after another here).
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import multiprocessing as mp
 import numbers
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pyro
 import torch
 from pyro.infer import HMC, NUTS
-from tqdm.auto import tqdm
 
 from ppgen.core import GenerativeModel, global_latent_sites, untransformable_priors
 from ppgen.errors import MethodError, OptionError
-from ppgen.inference.checkpoints import (
-    check_checkpoint_options,
-    check_shapes,
-    read_checkpoint,
-    write_checkpoint,
-)
+from ppgen.inference.checkpoints import check_checkpoint_options, read_checkpoint
+from ppgen.inference.nuts import Potential, Settings, diagnose, run_chains
+from ppgen.inference.nuts.potential import COMPILERS, CaptureError, choose_compiler
+from ppgen.inference.nuts.pyro_chain import CHECKPOINT_EVERY, chain_checkpoint_path, frozen, run_pyro_chain
 from ppgen.inference.options import check_options
 from ppgen.inference.posterior import inference_data
 from ppgen.result import Fit
 
-__all__ = ["MCMCBackend"]
+__all__ = ["MCMCBackend", "MCMCFit", "SamplerFallbackWarning"]
 
 KERNELS = ("nuts", "hmc")
-CHECKPOINT_EVERY = 100  # sampler steps (warm-up and draws) between checkpoint writes
+SAMPLERS = ("ppgen", "pyro")
 
 
-@contextlib.contextmanager
-def _frozen(model: GenerativeModel):
-    """Point-estimate parameters are constants under MCMC; frozen they also let the JIT trace."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+class SamplerFallbackWarning(UserWarning):
+    """ppgen's compiled sampler could not take the program; Pyro's NUTS ran instead."""
+
+
+#: Stan's per-parameter diagnostics, added to an MCMC fit's summary (ArviZ's names and estimators).
+DIAGNOSTIC_COLUMNS = ("r_hat", "ess_bulk", "ess_tail", "mcse_mean")
+
+
+class MCMCFit(Fit):
+    """A :class:`~ppgen.result.Fit` of ``method="mcmc"``: its summary adds Stan's diagnostics.
+
+    ``r_hat`` (rank-normalised split R-hat, NaN for one chain), ``ess_bulk``, ``ess_tail`` and
+    ``mcse_mean`` per scalar parameter, as ``az.summary(kind="diagnostics")`` computes them."""
+
+    def summary(self):
+        import arviz as az
+
+        table = super().summary()
+        if self.posterior is None or table.empty:
+            return table
+        diagnostics = az.summary(self.posterior, kind="diagnostics", round_to="none")
+        if self.posterior.posterior.sizes["chain"] < 2:
+            diagnostics["r_hat"] = np.nan  # one chain: no between-chain comparison
+        for column in DIAGNOSTIC_COLUMNS:
+            table[column] = table["parameter"].map(diagnostics[column])
+        return table
 
 
 def _kernel(model, options, jit: bool):
@@ -64,167 +77,6 @@ def _kernel(model, options, jit: bool):
         kwargs["step_size"] = options.get("step_size", 0.1)
         kwargs["num_steps"] = options.get("num_leapfrog_steps", 10)
     return kernel_cls(model.model, jit_compile=jit, ignore_jit_warnings=True, **kwargs)
-
-
-def chain_checkpoint_path(path, chain: int, num_chains: int) -> Path | None:
-    """Chain ``c`` of a multi-chain run keeps its state in ``<stem>.chain<c><suffix>``."""
-    if path is None:
-        return None
-    path = Path(path)
-    return path if num_chains == 1 else path.with_name(f"{path.stem}.chain{chain}{path.suffix}")
-
-
-class _Chain:
-    """One NUTS/HMC chain driven step by step (Pyro's ``MCMC.run`` hands nothing over until it
-    returns), so Ctrl-C keeps the draws so far and the sampler's whole state — position,
-    cached potential and gradient, step-size and mass-matrix adaptation, counters, random
-    states, draws — can be written to a checkpoint and resumed bit for bit."""
-
-    def __init__(self, kernel, warmup_steps: int, num_samples: int, checkpoint, every: int):
-        self.kernel, self.warmup_steps, self.num_samples = kernel, warmup_steps, num_samples
-        self.checkpoint, self.every = checkpoint, every
-        self.draws: list[dict] = []  # constrained values of each post-warmup draw
-        self.iteration = 0  # warmup and sampling steps done
-        self.z: dict = {}
-
-    def state(self) -> dict:
-        k = self.kernel
-        adapter = {n: v for n, v in vars(k._adapter).items() if n != "_find_reasonable_step_size"}
-        state = copy.deepcopy(
-            {
-                "iteration": self.iteration,
-                "warmup_steps": self.warmup_steps,
-                "z": self.z,
-                "kernel": {n: getattr(k, n) for n in _KERNEL_STATE},
-                "adapter": adapter,
-                "rng": pyro.util.get_rng_state(),
-            }
-        )
-        state["draws"] = self.draws[:]  # kept draws are never changed in place: no copy needed
-        return state
-
-    def restore(self, path) -> None:
-        saved = read_checkpoint(path, "mcmc")
-        if saved["warmup_steps"] != self.warmup_steps:
-            raise OptionError(
-                f"Expected warmup_steps={saved['warmup_steps']} as in the run saved in {str(path)!r} (the "
-                f"adaptation schedule depends on it), but got {self.warmup_steps}."
-            )
-        if set(saved["z"]) != set(self.z):
-            raise OptionError(
-                f"Expected a checkpoint of this model (latent sites {sorted(self.z)}), but {str(path)!r} "
-                f"holds {sorted(saved['z'])}; resume with the same model."
-            )
-        check_shapes(path, list(self.z.values()), [saved["z"][n] for n in self.z])
-        if len(saved["draws"]) > self.num_samples:
-            raise OptionError(
-                f"Expected num_samples >= the {len(saved['draws'])} draws already in {str(path)!r}, but got "
-                f"{self.num_samples}."
-            )
-        for name, value in saved["kernel"].items():
-            setattr(self.kernel, name, value)
-        vars(self.kernel._adapter).update(saved["adapter"])
-        self.iteration, self.z, self.draws = saved["iteration"], saved["z"], saved["draws"]
-        pyro.util.set_rng_state(saved["rng"])
-
-    def save(self, state: dict | None = None) -> None:
-        write_checkpoint(self.checkpoint, "mcmc", state or self.state())
-
-    def _keep(self, z: dict) -> None:
-        transforms = getattr(self.kernel, "transforms", None) or {}
-        self.draws.append(
-            {n: (transforms[n].inv(v) if n in transforms else v).detach() for n, v in z.items()}
-        )
-
-    def run(self, x, covariates, resume, progress: bool) -> bool:
-        """Warm up and sample; return True when interrupted (Ctrl-C) after the first draw."""
-        kernel = self.kernel
-        kernel.setup(self.warmup_steps, x, **covariates)
-        self.z = dict(kernel.initial_params)
-        if resume is not None:
-            self.restore(resume)
-        total = self.warmup_steps + self.num_samples
-        bar = tqdm(total=total, initial=self.iteration, desc="mcmc", disable=not progress, leave=False)
-        snapshot = None
-        try:
-            while self.iteration < total:
-                if self.checkpoint is not None:
-                    snapshot = self.state()  # the state to save if this step is interrupted
-                self.z = kernel.sample(self.z)
-                self.iteration += 1
-                if self.iteration > self.warmup_steps:
-                    self._keep(self.z)
-                bar.update()
-                if self.iteration % 25 == 0 or self.iteration == total:
-                    stage = "warmup" if self.iteration <= self.warmup_steps else "sample"
-                    bar.set_postfix(stage=stage, step_size=f"{kernel.step_size:.2e}")
-                if self.checkpoint is not None and self.iteration % self.every == 0:
-                    self.save()
-            if self.checkpoint is not None:
-                self.save()
-        except KeyboardInterrupt:
-            if self.checkpoint is not None and snapshot is not None:
-                # A step cut short may have half-updated the adaptation: rewind to its start
-                # unless it finished (its draw is kept), so resume repeats exactly that step.
-                self.save(snapshot if snapshot["iteration"] == self.iteration else None)
-            if not self.draws:
-                raise
-            return True
-        finally:
-            bar.close()
-        return False
-
-
-#: Sampler state beyond the position; the adapter (step size, mass matrix) is saved whole.
-_KERNEL_STATE = (
-    "_t",
-    "_accept_cnt",
-    "_mean_accept_prob",
-    "_divergences",
-    "_z_last",
-    "_potential_energy_last",
-    "_z_grads_last",
-)
-
-
-def _run_chain(model, x, covariates, options, seed, progress, chain=0, num_chains=1):
-    """One chain; returns (samples {site: (draws, ...)}, diverging (draws,), interrupted).
-
-    Ctrl-C during sampling keeps the draws so far; during warm-up it propagates (a
-    ``checkpoint`` is written in both cases, so ``resume`` continues the run)."""
-    torch.set_num_threads(1)
-    jit = options.get("jit_compile", True)
-    warmup, num_samples = options.get("warmup_steps", 500), options.get("num_samples", 1000)
-    checkpoint = chain_checkpoint_path(options.get("checkpoint"), chain, num_chains)
-    resume = chain_checkpoint_path(options.get("resume"), chain, num_chains)
-    every = options.get("checkpoint_every", CHECKPOINT_EVERY)
-    x = x.detach()
-    with _frozen(model), warnings.catch_warnings(), pyro.validation_enabled(False):
-        warnings.simplefilter("ignore")
-        for attempt_jit in (True, False) if jit else (False,):
-            pyro.set_rng_seed(seed)
-            chain_run = _Chain(_kernel(model, options, attempt_jit), warmup, num_samples, checkpoint, every)
-            try:
-                interrupted = chain_run.run(x, covariates, resume, progress)
-                break
-            except RuntimeError:
-                if not attempt_jit:
-                    raise
-    draws = chain_run.draws
-    samples = {k: torch.stack([draw[k] for draw in draws]) for k in draws[0]}
-    diverging = np.zeros(len(draws), dtype=bool)
-    diverging[[i for i in chain_run.kernel._divergences if i < len(draws)]] = True
-    chain_run.kernel.cleanup()
-    return samples, diverging, interrupted
-
-
-#: Jobs of the running parallel fit; forked workers inherit them, so nothing is pickled on the
-#: way in (a model with lambda priors, e.g. the conjugate ones, cannot be pickled).
-_JOBS: list = []
-
-
-def _chain_worker(index: int):
-    return _run_chain(*_JOBS[index])
 
 
 class MCMCBackend:
@@ -245,6 +97,10 @@ class MCMCBackend:
         "checkpoint",
         "checkpoint_every",
         "resume",
+        "sampler",
+        "compiler",
+        "dense_mass",
+        "max_tree_depth",
     }
 
     def check(self, model: GenerativeModel) -> None:
@@ -263,48 +119,45 @@ class MCMCBackend:
 
     def fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         check_options(options, self.options, self.name)
-        if options.get("kernel", "nuts") not in KERNELS:
-            raise OptionError(f"Expected kernel in {KERNELS}, but got {options['kernel']!r}.")
+        _check_choices(options)
         _check_counts(options)
         check_checkpoint_options(
             options.get("checkpoint"),
             options.get("checkpoint_every", CHECKPOINT_EVERY),
             options.get("resume"),
         )
-        num_chains = options.get("num_chains", 1)
         if callable(getattr(model, "check_transformable", None)):
             model.check_transformable(self.name)  # a program: NUTS moves its globals and per-unit latents
         else:
             _check_global_sites(global_latent_sites(model, x, covariates), type(model).__name__)
-        seed = int(options.get("seed") or 0)
-        progress = bool(options.get("progress", True))
         start = time.perf_counter()
-        jobs = [
-            (model, x, covariates, options, seed + c, progress and c == 0, c, num_chains)
-            for c in range(num_chains)
-        ]
-        if num_chains > 1 and options.get("parallel", True):
-            _JOBS[:] = jobs
+        x = x.detach()
+        stats, extras = None, {"sampler": "pyro"}
+        results = None
+        if options.get("sampler", "ppgen") == "ppgen":
             try:
-                with mp.get_context("fork").Pool(min(num_chains, mp.cpu_count())) as pool:
-                    results = pool.map(_chain_worker, range(num_chains))
-            finally:
-                _JOBS.clear()
-        else:
-            results = []
-            for job in jobs:
-                results.append(_run_chain(*job))
-                if results[-1][2]:
-                    break  # Ctrl-C: keep the chains (and draws) so far
+                results, stats, extras = _run_ppgen(model, x, covariates, options)
+            except CaptureError as err:
+                warnings.warn(
+                    f"ppgen's compiled NUTS cannot take this program: {err}; Pyro's NUTS runs instead "
+                    "(slower). Pass sampler='pyro' to choose it and silence this warning.",
+                    SamplerFallbackWarning,
+                    stacklevel=3,
+                )
+                extras = {"sampler": "pyro", "fallback": str(err)}
+        if results is None:
+            results = _run_pyro(model, x, covariates, options)
         interrupted = any(r[2] for r in results)
-        if interrupted:  # equal lengths across chains: the shortest one's
-            keep = min(len(r[1]) for r in results)
-            results = [({k: v[:keep] for k, v in r[0].items()}, r[1][:keep], r[2]) for r in results]
-        by_chain = {k: torch.stack([r[0][k] for r in results]) for k in results[0][0]}  # (C, S, ...)
-        diverging = np.stack([r[1] for r in results])
+        keep = min(len(r[1]) for r in results)  # equal lengths across chains: the shortest one's
+        by_chain = {k: torch.stack([r[0][k][:keep] for r in results]) for k in results[0][0]}  # (C, S, ...)
+        diverging = np.stack([r[1][:keep] for r in results])
+        if stats is not None:
+            stats = {k: v[:, :keep] for k, v in stats.items()}
         draws = {k: v.reshape(-1, *v.shape[2:]) for k, v in by_chain.items()}
-        posterior = inference_data(model, x, by_chain, covariates, sample_stats={"diverging": diverging})
-        fit = Fit(
+        posterior = inference_data(
+            model, x, by_chain, covariates, sample_stats=stats or {"diverging": diverging}
+        )
+        fit = MCMCFit(
             model=model,
             method=self.name,
             params={k: v.mean(0) for k, v in draws.items()},
@@ -319,8 +172,114 @@ class MCMCBackend:
         fit.converged = bool(_max_rhat(posterior) < 1.05) if len(results) > 1 else True
         if interrupted:
             fit.converged = False
+        fit.extras.update(extras)
         fit.extras["divergences"] = int(diverging.sum())
+        fit.extras["diagnostics"] = diagnose(
+            posterior,
+            stats,
+            options.get("max_tree_depth", 10),
+            options.get("target_accept_prob", 0.8),
+        )
         return fit
+
+
+def _max_plate_nesting(model, options) -> int:
+    return options.get("max_plate_nesting", max(1, getattr(model, "max_plate_nesting", 1)))
+
+
+def _run_ppgen(model, x, covariates, options):
+    """ppgen's sampler; per chain ``(samples {site: (S, ...)}, diverging (S,), interrupted)``."""
+    num_chains = options.get("num_chains", 1)
+    warmup, num_samples = options.get("warmup_steps", 500), options.get("num_samples", 1000)
+    files = [
+        tuple(chain_checkpoint_path(options.get(key), c, num_chains) for key in ("checkpoint", "resume"))
+        for c in range(num_chains)
+    ]
+    compiler = "eager" if not options.get("jit_compile", True) else options.get("compiler", "auto")
+    if files[0][1] is not None:  # resume with the compiler that wrote the run: bit for bit
+        compiler = read_checkpoint(files[0][1], "mcmc").get("compiler", compiler)
+    compiler = choose_compiler(compiler, warmup + num_samples)
+    seed = int(options.get("seed") or 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the chains run on one thread each: compile and check for that
+    try:
+        with frozen(model), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pyro's tracer chatter; the capture is checked instead
+            pyro.set_rng_seed(seed)
+            potential = Potential(
+                model.model, (x,), covariates, _max_plate_nesting(model, options), num_chains, compiler
+            )
+    finally:
+        torch.set_num_threads(threads)
+    settings = Settings(
+        kernel=options.get("kernel", "nuts"),
+        num_warmup=warmup,
+        num_samples=num_samples,
+        target_accept_prob=options.get("target_accept_prob", 0.8),
+        max_tree_depth=options.get("max_tree_depth", 10),
+        dense_mass=bool(options.get("dense_mass", False)),
+        step_size=options.get("step_size", 1.0 if options.get("kernel", "nuts") == "nuts" else 0.1),
+        num_leapfrog_steps=options.get("num_leapfrog_steps", 10),
+        checkpoint_every=options.get("checkpoint_every", CHECKPOINT_EVERY),
+    )
+    progress = bool(options.get("progress", True))
+    with frozen(model):
+        runs = run_chains(potential, settings, seed, files, progress, options.get("parallel", True))
+    results, stats = [], {}
+    for draws, chain_stats, interrupted in runs:
+        results.append((potential.constrain(draws), chain_stats["diverging"].astype(bool), interrupted))
+    keep = min(len(r[1]) for r in results)
+    for name in runs[0][1]:
+        stats[name] = np.stack([r[1][name][:keep] for r in runs])
+    stats["diverging"] = stats["diverging"].astype(bool)
+    extras = {"sampler": "ppgen", "potential": compiler}
+    return results, stats, extras
+
+
+def _run_pyro(model, x, covariates, options):
+    """Pyro's NUTS/HMC (``nuts/pyro_chain.py``); per chain ``(samples, diverging, interrupted)``."""
+    num_chains = options.get("num_chains", 1)
+    seed = int(options.get("seed") or 0)
+    progress = bool(options.get("progress", True))
+    jobs = [
+        (_kernel, model, x, covariates, options, seed + c, progress and c == 0, c, num_chains)
+        for c in range(num_chains)
+    ]
+    if num_chains > 1 and options.get("parallel", True):
+        _JOBS[:] = jobs
+        try:
+            with mp.get_context("fork").Pool(min(num_chains, mp.cpu_count())) as pool:
+                return pool.map(_chain_worker, range(num_chains))
+        finally:
+            _JOBS.clear()
+    results = []
+    for job in jobs:
+        results.append(run_pyro_chain(*job))
+        if results[-1][2]:
+            break  # Ctrl-C: keep the chains (and draws) so far
+    return results
+
+
+#: Jobs of the running parallel Pyro fit; forked workers inherit them, so nothing is pickled on
+#: the way in (a model with lambda priors, e.g. the conjugate ones, cannot be pickled).
+_JOBS: list = []
+
+
+def _chain_worker(index: int):
+    return run_pyro_chain(*_JOBS[index])
+
+
+def _check_choices(options: dict) -> None:
+    for key, allowed, default in (
+        ("kernel", KERNELS, "nuts"),
+        ("sampler", SAMPLERS, "ppgen"),
+        ("compiler", COMPILERS, "auto"),
+    ):
+        if options.get(key, default) not in allowed:
+            raise OptionError(f"Expected {key} in {allowed}, but got {options[key]!r}.")
+    depth = options.get("max_tree_depth", 10)
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or not 1 <= depth <= 30:
+        raise OptionError(f"Expected max_tree_depth to be an integer in 1..30, but got {depth!r}.")
 
 
 def _check_global_sites(sites: dict, model_name: str) -> None:

@@ -112,3 +112,45 @@ def test_two_chains_run_in_parallel_processes():
     fit = ppgen.fit(_nig(), x, method="mcmc", num_samples=300, warmup_steps=200, num_chains=2, seed=0)
     assert fit.posterior.posterior.sizes["chain"] == 2
     assert fit.converged
+
+
+def test_summary_has_stans_diagnostics_and_the_sampler_reports_them(caplog):
+    # Reference: ArviZ's own az.summary(kind="diagnostics") on the same InferenceData (the columns
+    # must be those numbers, not a re-implementation); 2 chains of 40 draws fail the ESS check
+    # (< 100 per chain) by construction, so its line must be logged and kept in fit.extras.
+    with caplog.at_level("WARNING", logger="ppgen.mcmc"):
+        fit = ppgen.fit(
+            _schools, SCHOOLS, method="mcmc", num_samples=40, warmup_steps=60, num_chains=2, seed=0,
+            progress=False, parallel=False,
+        )  # fmt: skip
+    table = fit.summary().set_index("parameter")
+    expected = az.summary(fit.posterior, kind="diagnostics", round_to="none")
+    for column in ("r_hat", "ess_bulk", "ess_tail", "mcse_mean"):
+        assert np.allclose(table.loc[expected.index, column], expected[column]), column
+    assert any(line.startswith("Bulk ESS down to") for line in fit.extras["diagnostics"])
+    assert any("Bulk ESS down to" in record.message for record in caplog.records)
+    stats = fit.posterior.sample_stats
+    assert {"diverging", "tree_depth", "n_steps", "step_size", "energy", "lp", "acceptance_rate"} <= set(
+        stats
+    )
+    assert stats["energy"].shape == (2, 40) and np.isfinite(az.bfmi(fit.posterior)).all()
+
+
+def _branching(x=None):
+    """Python control flow on a latent's value: no graph can hold it, so the capture must refuse."""
+    loc = pyro.sample("loc", dist.Normal(0.0, 1.0))
+    scale = 1.0 if float(loc) > 0 else 2.0
+    with pyro.plate("data", len(x)):
+        pyro.sample("x", dist.Normal(loc, scale), obs=x)
+
+
+def test_uncapturable_program_falls_back_to_pyros_nuts_with_one_warning():
+    x = torch.tensor([0.5, 1.0, 1.5])
+    with pytest.warns(ppgen.inference.mcmc.SamplerFallbackWarning, match="cannot take this program") as seen:
+        fit = ppgen.fit(_branching, x, method="mcmc", num_samples=30, warmup_steps=30, seed=0, progress=False)
+    assert len([w for w in seen if issubclass(w.category, UserWarning)]) == 1
+    assert fit.extras["sampler"] == "pyro" and "make_fx" in fit.extras["fallback"]
+    assert fit.draws["loc"].shape == (30,) and "diverging" in fit.posterior.sample_stats
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # asked for by name: no warning
+        ppgen.fit(_branching, x, method="mcmc", sampler="pyro", num_samples=5, warmup_steps=5, progress=False)

@@ -39,10 +39,8 @@ class DenseMetric:
 
     def __init__(self, inverse_mass: np.ndarray) -> None:
         self.inverse_mass = np.asarray(inverse_mass, dtype=np.float64)
-        # Σ⁻¹ = L Lᵀ: the Cholesky factor of the inverse, from the reversed-order Cholesky of Σ
-        # (numpyro's cholesky_of_inverse), avoids forming Σ⁻¹ explicitly.
-        flipped = np.linalg.cholesky(self.inverse_mass[::-1, ::-1])[::-1, ::-1]
-        self._momentum_factor = np.linalg.inv(flipped).T  # lower triangular, L Lᵀ = Σ⁻¹
+        # Σ is an SPD estimate regularised towards 1e-3·I (Welford), so inverting it is safe here.
+        self._momentum_factor = np.linalg.cholesky(np.linalg.inv(self.inverse_mass))  # L Lᵀ = Σ⁻¹
 
     def velocity(self, p: np.ndarray) -> np.ndarray:
         return self.inverse_mass @ p
