@@ -16,6 +16,7 @@ from ppgen.core import GenerativeModel, in_data_plate
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.posterior import inference_data
+from ppgen.inference.restarts import check_init
 from ppgen.result import Fit
 
 __all__ = ["build_autoguide", "build_parameters", "laplace", "attach_guide_posterior", "attach_draws"]
@@ -53,7 +54,7 @@ def build_autoguide(
     # Start at the prior median (Pyro's AutoNormal default starts at 0 in the
     # unconstrained space, which for a prior centred far away costs thousands of steps).
     median = autoguides.init_to_median(num_samples=15)
-    start = _init_values(options.get("init"), globals_)
+    start = check_init(options.get("init"), globals_)
     kwargs = {"init_loc_fn": autoguides.init_to_value(values=start, fallback=median) if start else median}
     if "init_scale" in options:
         kwargs["init_scale"] = options["init_scale"]
@@ -117,34 +118,6 @@ def _local_latents(model: GenerativeModel, blocked, x: torch.Tensor, covariates:
         for name, site in trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"] and in_data_plate(site, model.unit_plate)
     )
-
-
-def _init_values(init, sites: dict) -> dict[str, torch.Tensor]:
-    """``init=`` as ``{site: tensor}`` for the global latents, checked against their shapes and supports."""
-    if init is None:
-        return {}
-    if isinstance(init, Fit):
-        init = {k: v for k, v in init.params.items() if k in sites}
-        if not init:
-            raise OptionError(
-                f"Expected a fit with point estimates for {sorted(sites)} as init, but it has none."
-            )
-    if not isinstance(init, dict):
-        raise OptionError(f"Expected init as a dict {{site: value}} or a Fit, but got {type(init).__name__}.")
-    unknown = sorted(set(init) - set(sites))
-    if unknown:
-        raise OptionError(f"Expected init values for the global latents {sorted(sites)}, but got {unknown}.")
-    values = {}
-    for name, value in init.items():
-        fn = sites[name]["fn"]
-        shape = tuple(sites[name]["value"].shape)
-        value = torch.as_tensor(value).detach().to(sites[name]["value"].dtype)
-        if tuple(value.shape) != shape:
-            raise OptionError(f"Expected init[{name!r}] of shape {shape}, but got {tuple(value.shape)}.")
-        if not bool(torch.isfinite(value).all()) or not bool(fn.support.check(value).all()):
-            raise OptionError(f"Expected init[{name!r}] inside the support of its prior ({fn.support}).")
-        values[name] = value
-    return values
 
 
 def laplace(auto, story, x, covariates):

@@ -29,6 +29,7 @@ from ppgen.errors import MethodError, OptionError
 from ppgen.inference.loop import TrainConfig, train
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.posterior import inference_data, kept_after_training
+from ppgen.inference.restarts import check_init
 from ppgen.programs.draws import draw_count, site_draws
 from ppgen.result import Fit
 
@@ -48,13 +49,14 @@ STOCHASTIC_DEFAULTS = {"num_steps": 3000, "lr": 0.05, "lr_decay": 0.1, "patience
 class DroppedPriors(torch.nn.Module):
     """The global latents as parameters: ``value = biject_to(support)(u)``, ``u`` unconstrained."""
 
-    def __init__(self, sites: dict[str, dict]):
+    def __init__(self, sites: dict[str, dict], init: dict[str, torch.Tensor] | None = None):
         super().__init__()
+        init = init or {}
         self.supports = {name: site["fn"].support for name, site in sites.items()}
         self.unconstrained = torch.nn.ParameterDict(
             {
                 _key(name): torch.nn.Parameter(
-                    biject_to(site["fn"].support).inv(_start(site)).detach().clone()
+                    biject_to(site["fn"].support).inv(init.get(name, _start(site))).detach().clone()
                 )
                 for name, site in sites.items()
             }
@@ -112,7 +114,8 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
     enumerated = any(s["enumerated"] for s in latent.values())
     with torch.no_grad(), poutine.block():
         trace = poutine.trace(model.model).get_trace(x, **covariates)
-    dropped = DroppedPriors({name: trace.nodes[name] for name in globals_}).to(x.dtype)
+    sites = {name: trace.nodes[name] for name in globals_}
+    dropped = DroppedPriors(sites, check_init(options.get("init"), sites)).to(x.dtype)
     story = dropped(model.model)
     batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
     guide, auto = _local_guide(model, story, locals_, batches, x, covariates)

@@ -35,6 +35,7 @@ from ppgen.inference.marginal import fit_marginal_mle
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.options import check_options
 from ppgen.inference.posterior import kept_after_training
+from ppgen.inference.restarts import best_of_starts
 from ppgen.inference.validation import Validation, split_validation
 from ppgen.result import Fit
 
@@ -75,7 +76,7 @@ class MLE:
     """Maximum likelihood by stochastic gradients (minibatches through the data plate)."""
 
     name = "mle"
-    options = _TRAIN_KEYS | {"seed", "validation", "num_particles", "compile"}
+    options = _TRAIN_KEYS | {"seed", "validation", "num_particles", "compile", "init", "n_init"}
 
     def check(self, model: GenerativeModel) -> None:
         _check_trainable(model, self.name)
@@ -98,9 +99,17 @@ class MLE:
 
     def fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         check_options(options, self.options, self.name)
-        config = _train_config(options)
         if model.is_bayesian and is_program(model):  # priors dropped, per-unit latents integrated
-            return fit_marginal_mle(model, x, covariates, options)
+            return best_of_starts(
+                lambda m, o: fit_marginal_mle(m, x, covariates, o), model, x, covariates, options
+            )
+        if options.get("init") is not None or options.get("n_init", 1) != 1:
+            raise OptionError(
+                f"Expected init= and n_init= only for a program with priors (its global latents start "
+                f"there), but {type(model).__name__} fits its own parameters; set them on the model "
+                "(e.g. GaussianMixture.initialize), or use method='em' for a mixture's restarts."
+            )
+        config = _train_config(options)
         x, covariates, held = split_validation(model, x, covariates, options)
         batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
         n = x.shape[0]
@@ -193,6 +202,7 @@ class SVI:
         "max_plate_nesting",
         "init_scale",
         "init",
+        "n_init",
         "validation",
         "compile",
     }
@@ -208,7 +218,22 @@ class SVI:
 
     def fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         check_options(options, self.options, self.name)
-        return self._fit(model, x, covariates, **options)
+        return self._starts(model, x, covariates, options)
+
+    def _starts(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, options: dict) -> Fit:
+        """``n_init`` restarts; exchangeable globals start at data-driven points (inference/restarts.py)."""
+        own_guide = getattr(model, "user_guide", None) is not None
+        guide_name = options.get("guide", "normal" if model.is_bayesian and not own_guide else "model")
+        automatic = model.is_bayesian and isinstance(guide_name, str) and guide_name != "model"
+        if options.get("n_init", 1) != 1 and not automatic and not is_program(model):
+            raise OptionError(
+                f"Expected n_init= only for a program or a model with priors and an autoguide, but "
+                f"{type(model).__name__} with guide={guide_name!r} starts from its own parameters; "
+                "set them on the model instead."
+            )
+        return best_of_starts(
+            lambda m, o: self._fit(m, x, covariates, **o), model, x, covariates, options, automatic=automatic
+        )
 
     def _fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         own_guide = getattr(model, "user_guide", None) is not None
@@ -328,7 +353,7 @@ class MAP(SVI):
     """Maximum a posteriori: SVI with ``AutoDelta`` on a model with priors."""
 
     name = "map"
-    options = _TRAIN_KEYS | {"seed", "loss", "max_plate_nesting", "init"}
+    options = _TRAIN_KEYS | {"seed", "loss", "max_plate_nesting", "init", "n_init"}
 
     def check(self, model: GenerativeModel) -> None:
         if not model.is_bayesian:
@@ -339,7 +364,7 @@ class MAP(SVI):
 
     def fit(self, model, x, covariates, **options):
         check_options(options, self.options, self.name)
-        return self._fit(model, x, covariates, guide="delta", **options)
+        return self._starts(model, x, covariates, {**options, "guide": "delta"})
 
 
 def _plate_nesting(model: GenerativeModel, options: dict) -> int:

@@ -1,0 +1,252 @@
+"""Where an optimiser starts, and restarts (``init=``, ``n_init=``) for ``mle``, ``map`` and ``svi``.
+
+A set of *exchangeable* globals — mixture components, clusters, factors: one site in a plate of K
+whose prior is the same for every element — has a tie that gradients never break: started all at
+the prior median, the K elements feel the same gradient and move together, and the fit settles
+on the saddle where every component sits on the data's mean (Pyro's GMM tutorial program under
+``mle``: both locs near 0.2, one wide scale). scikit-learn answers with k-means++ starts and
+``n_init`` restarts (``GaussianMixture``, ``KMeans``), Pyro's GMM tutorial with a data-driven
+``init_loc_fn`` over seeds. ppgen does the same for any program:
+
+- an exchangeable site whose values live where the observations do (value shape ``(K, *row)``
+  with ``row`` the shape of one observed unit, and the same support) starts at K k-means++ centres
+  drawn from the observed rows (Arthur & Vassilvitskii 2007: each next centre drawn with
+  probability proportional to its squared distance to the nearest centre so far);
+- other exchangeable sites of a plate that got no data-driven start start at a prior draw;
+- ``n_init=k`` runs k fits from k such draws (restart ``i`` with ``seed + i``, every other global
+  drawn from its prior for ``i ≥ 1``) and keeps the one with the lowest final loss (its last
+  tenth averaged, since an ELBO is noisy); ``fit.extras["starts"]`` lists each start's loss.
+
+Values given with ``init=`` always win.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import pyro.infer.autoguide as autoguides
+import torch
+from pyro import poutine
+from pyro.poutine.util import prune_subsample_sites
+
+from ppgen.core import GenerativeModel, in_data_plate, set_seed
+from ppgen.errors import OptionError
+from ppgen.result import Fit
+
+__all__ = ["check_init", "exchangeable_sites", "kmeans_plus_plus", "start_values", "best_of_starts"]
+
+
+def check_init(init, sites: dict) -> dict[str, torch.Tensor]:
+    """``init=`` as ``{site: tensor}`` for the global latents, checked against their shapes and supports."""
+    if init is None:
+        return {}
+    if isinstance(init, Fit):
+        init = {k: v for k, v in init.params.items() if k in sites}
+        if not init:
+            raise OptionError(
+                f"Expected a fit with point estimates for {sorted(sites)} as init, but it has none."
+            )
+    if not isinstance(init, dict):
+        raise OptionError(f"Expected init as a dict {{site: value}} or a Fit, but got {type(init).__name__}.")
+    unknown = sorted(set(init) - set(sites))
+    if unknown:
+        raise OptionError(f"Expected init values for the global latents {sorted(sites)}, but got {unknown}.")
+    values = {}
+    for name, value in init.items():
+        fn = sites[name]["fn"]
+        shape = tuple(sites[name]["value"].shape)
+        value = torch.as_tensor(value).detach().to(sites[name]["value"].dtype)
+        if tuple(value.shape) != shape:
+            raise OptionError(f"Expected init[{name!r}] of shape {shape}, but got {tuple(value.shape)}.")
+        if not bool(torch.isfinite(value).all()) or not bool(fn.support.check(value).all()):
+            raise OptionError(f"Expected init[{name!r}] inside the support of its prior ({fn.support}).")
+        values[name] = value
+    return values
+
+
+def _trace(model: GenerativeModel, x: torch.Tensor, covariates: dict):
+    with torch.no_grad(), poutine.block():
+        return prune_subsample_sites(poutine.trace(model.model).get_trace(x, **covariates))
+
+
+def _is_global(site: dict, unit_plate: str | None) -> bool:
+    return (
+        site["type"] == "sample"
+        and not site["is_observed"]
+        and site["infer"].get("enumerate") != "parallel"
+        and not in_data_plate(site, unit_plate)
+    )
+
+
+def _exchangeable(site: dict) -> str | None:
+    """The plate over whose elements the site's prior is identical, if any.
+
+    The site must fill a plate of K ≥ 2 as its leftmost value dimension; the prior is identical along
+    it when the log-density of a reversed draw is the reversed log-density of the draw.
+    """
+    value, fn = site["value"], site["fn"]
+    event = len(fn.event_shape)
+    if value.dim() - event != 1 or value.shape[0] < 2:
+        return None
+    frames = [f for f in site["cond_indep_stack"] if f.size == value.shape[0] and f.name != "_draws"]
+    if not frames:
+        return None
+    with torch.no_grad():
+        draw = fn.sample()
+        log_density = fn.log_prob(draw)
+        reversed_density = fn.log_prob(draw.flip(0))
+    if not torch.allclose(reversed_density, log_density.flip(0), rtol=1e-6, atol=1e-8):
+        return None
+    return frames[0].name
+
+
+def exchangeable_sites(model: GenerativeModel, x: torch.Tensor, covariates: dict) -> dict[str, str]:
+    """``{site: plate}`` of the global latents whose prior is identical over the K elements of a plate."""
+    trace = _trace(model, x, covariates)
+    found = {}
+    for name, site in trace.nodes.items():
+        if _is_global(site, model.unit_plate):
+            plate = _exchangeable(site)
+            if plate is not None:
+                found[name] = plate
+    return found
+
+
+def _observed_rows(trace, unit_plate: str | None) -> list[tuple[torch.Tensor, Any]]:
+    """Each observed site in the units' plate as ``(rows, support)``, one row per unit."""
+    rows = []
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or not site["is_observed"] or not in_data_plate(site, unit_plate):
+            continue
+        frame = next(f for f in site["cond_indep_stack"] if f.name == unit_plate)
+        value = site["value"].detach()
+        axis = value.dim() - len(site["fn"].event_shape) + frame.dim
+        if 0 <= axis < value.dim() and value.shape[axis] > 1:
+            rows.append((value.movedim(axis, 0).reshape(value.shape[axis], -1), site["fn"].support))
+    return rows
+
+
+def kmeans_plus_plus(rows: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding: ``k`` of the rows ``(n, d)``, each next one drawn ∝ squared distance to the nearest
+    one chosen so far."""
+    n = rows.shape[0]
+    chosen = [int(torch.randint(n, (1,), generator=generator))]
+    nearest = (rows - rows[chosen[0]]).pow(2).sum(1)
+    for _ in range(1, k):
+        total = float(nearest.sum())
+        if total <= 0:  # fewer distinct rows than centres: any row will do
+            weights = torch.ones(n, dtype=torch.float64)
+        else:
+            weights = (nearest / total).double()
+        index = int(torch.multinomial(weights, 1, generator=generator))
+        chosen.append(index)
+        nearest = torch.minimum(nearest, (rows - rows[index]).pow(2).sum(1))
+    return rows[chosen]
+
+
+def _same_support(a, b) -> bool:
+    return a == b or (str(a) == str(b))
+
+
+def start_values(
+    model: GenerativeModel, x: torch.Tensor, covariates: dict, attempt: int, seed: int | None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Start values for attempt ``attempt`` and how each was chosen (``"k-means++"`` or ``"prior"``).
+
+    Attempt 0 changes only the exchangeable sites (the rest start at the prior median as always);
+    later attempts draw every other global latent from its prior too.
+    """
+    generator = torch.Generator().manual_seed((0 if seed is None else int(seed)) * 1000 + attempt)
+    trace = _trace(model, x, covariates)
+    exchangeable = exchangeable_sites(model, x, covariates)
+    observed = _observed_rows(trace, model.unit_plate)
+    values, how = {}, {}
+    for name in exchangeable:
+        site = trace.nodes[name]
+        row_shape = site["value"].shape[1:]
+        for rows, support in observed:
+            matches = rows.shape[1] == row_shape.numel() and _same_support(site["fn"].support, support)
+            if not matches:
+                continue
+            inside = rows[
+                site["fn"].support.check(rows.reshape(-1, *row_shape)).reshape(rows.shape[0], -1).all(1)
+            ]
+            if inside.shape[0] == 0:
+                continue
+            centres = kmeans_plus_plus(inside.to(site["value"].dtype), site["value"].shape[0], generator)
+            values[name], how[name] = centres.reshape(site["value"].shape), "k-means++"
+            break
+    broken = {exchangeable[name] for name in values}
+    with torch.random.fork_rng():
+        torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+        for name, site in trace.nodes.items():
+            if name in values or not _is_global(site, model.unit_plate):
+                continue
+            if (name in exchangeable and exchangeable[name] not in broken) or attempt > 0:
+                values[name] = autoguides.init_to_sample(site=site).detach()
+                how[name] = "prior"
+    return values, how
+
+
+def final_loss(history: list[float]) -> float:
+    """The mean of the last tenth of the loss history (at least its last value): an ELBO is noisy."""
+    if not history:
+        return float("inf")
+    tail = history[-max(1, len(history) // 10) :]
+    value = sum(tail) / len(tail)
+    return value if value == value else float("inf")  # NaN ranks last
+
+
+def best_of_starts(
+    fit_once: Callable[[GenerativeModel, dict], Fit],
+    model: GenerativeModel,
+    x: torch.Tensor,
+    covariates: dict,
+    options: dict,
+    automatic: bool = True,
+) -> Fit:
+    """Run ``fit_once(model, options)`` from each start (``n_init`` of them); keep the lowest final loss.
+
+    Restarts after the first train a copy of the model as it was before any training (a program's own
+    ``pyro.param`` values start afresh), so the returned ``fit.model`` is the best start's.
+    ``automatic=False`` (a guide that takes no ``init``): restarts differ by their seeds only.
+    """
+    n_init = options.get("n_init", 1)
+    if isinstance(n_init, bool) or not isinstance(n_init, numbers.Integral) or n_init < 1:
+        raise OptionError(f"Expected n_init as a positive integer, but got {n_init!r}.")
+    options = {k: v for k, v in options.items() if k != "n_init"}
+    seed = options.get("seed")
+    given = options.get("init")
+    if automatic:
+        trace = _trace(model, x, covariates)
+        given = check_init(given, {n: s for n, s in trace.nodes.items() if _is_global(s, model.unit_plate)})
+    fresh = [copy.deepcopy(model) for _ in range(int(n_init) - 1)]
+    tried: list[tuple[float, Fit, dict]] = []
+    for attempt in range(int(n_init)):
+        values, how = start_values(model, x, covariates, attempt, seed) if automatic else ({}, {})
+        how = {k: v for k, v in how.items() if k not in (given or {})}
+        run = dict(options)
+        if attempt > 0:
+            run["seed"] = (0 if seed is None else int(seed)) + attempt
+            set_seed(run["seed"])
+        if values:
+            run["init"] = {**values, **given}
+        fit = fit_once(model if attempt == 0 else fresh[attempt - 1], run)
+        tried.append((final_loss(fit.history), fit, {k: (how[k], values[k]) for k in how}))
+    best = min(range(len(tried)), key=lambda i: tried[i][0])
+    fit = tried[best][1]
+    if n_init > 1 or tried[best][2]:
+        fit.extras["starts"] = [
+            {
+                "loss": loss,
+                "how": {k: h for k, (h, _) in how.items()},
+                "init": {k: v for k, (_, v) in how.items()},
+            }
+            for loss, _, how in tried
+        ]
+        fit.extras["start"] = best
+    fit.options = {**options, **({"n_init": n_init} if n_init > 1 else {})}
+    return fit
