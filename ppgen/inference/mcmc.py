@@ -253,10 +253,14 @@ def _run_pyro(model, x, covariates, options):
         finally:
             _JOBS.clear()
     results = []
-    for job in jobs:
-        results.append(run_pyro_chain(*job))
-        if results[-1][2]:
-            break  # Ctrl-C: keep the chains (and draws) so far
+    threads = torch.get_num_threads()  # each chain sets one thread: restored for the caller
+    try:
+        for job in jobs:
+            results.append(run_pyro_chain(*job))
+            if results[-1][2]:
+                break  # Ctrl-C: keep the chains (and draws) so far
+    finally:
+        torch.set_num_threads(threads)
     return results
 
 

@@ -154,3 +154,17 @@ def test_uncapturable_program_falls_back_to_pyros_nuts_with_one_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # asked for by name: no warning
         ppgen.fit(_branching, x, method="mcmc", sampler="pyro", num_samples=5, warmup_steps=5, progress=False)
+
+
+@pytest.mark.parametrize("sampler", ["ppgen", "pyro"])
+def test_mcmc_leaves_torch_and_pyro_settings_as_it_found_them(sampler):
+    # The chains run on one thread each and capture with validation off: both restored on exit.
+    threads, validation = torch.get_num_threads(), dist.is_validation_enabled()
+    torch.set_num_threads(2)
+    try:
+        ppgen.fit(
+            _schools, SCHOOLS, method="mcmc", sampler=sampler, num_samples=5, warmup_steps=5, progress=False
+        )
+        assert torch.get_num_threads() == 2 and dist.is_validation_enabled() == validation
+    finally:
+        torch.set_num_threads(threads)

@@ -112,23 +112,28 @@ class Potential:
             (grad,) = torch.autograd.grad(u, q)
         return u.detach(), grad.detach()
 
+    def _eager64(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_eager` from and to float64, the sampler's dtype: captured, the casts run in the graph."""
+        u, grad = self._eager(q.to(self.dtype))
+        return u.to(torch.float64), grad.to(torch.float64)
+
     def _eager_unchecked(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with pyro.validation_enabled(False):  # checked once at set-up, as Pyro's NUTS runs it
-            return self._eager(q)
+            return self._eager64(q)
 
     def __call__(self, q: np.ndarray) -> tuple[float, np.ndarray]:
-        u, grad = self._fn(torch.from_numpy(q).to(self.dtype))
-        return float(u), grad.to(torch.float64).numpy()
+        u, grad = self._fn(torch.from_numpy(q))
+        return float(u), grad.numpy()
 
     # ------------------------------------------------------------------ capture
     def _capture(self, compiler: str) -> Callable:
         from torch.fx.experimental.proxy_tensor import make_fx  # the tracer only where it is used
 
-        q0 = torch.from_numpy(self.initial[0]).to(self.dtype)
+        q0 = torch.from_numpy(self.initial[0].copy())  # float64
         try:
             with pyro.validation_enabled(False), _no_sample_checks(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer chatter; the result is checked below
-                graph = make_fx(lambda q: self._eager(q))(q0)  # a plain function: make_fx counts `self`
+                graph = make_fx(lambda q: self._eager64(q))(q0)  # a plain function: make_fx counts `self`
         except Exception as err:  # any failure of the tracer means "this program is not capturable"
             raise CaptureError(
                 f"make_fx could not capture its potential ({type(err).__name__}: {err})"
@@ -151,7 +156,7 @@ class Potential:
         generator = torch.Generator().manual_seed(0)
         for q in (q0, q0 + 0.1 * torch.randn(q0.shape, generator=generator, dtype=q0.dtype)):
             with pyro.validation_enabled(False):
-                u_eager, g_eager = self._eager(q)
+                u_eager, g_eager = self._eager64(q)
             u_fast, g_fast = compiled(q)
             scale = 1.0 + float(u_eager.abs())
             if not torch.isfinite(u_eager):

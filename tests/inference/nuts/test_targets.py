@@ -5,11 +5,8 @@ import logging
 
 import arviz as az
 import numpy as np
-import pyro
-import pyro.distributions as dist
 import pytest
 
-import ppgen
 from ppgen.inference.nuts import Chain, Settings, diagnose
 
 
@@ -111,21 +108,23 @@ def test_neals_funnel_reports_divergences(caplog):
     assert any("diverged" in record.message for record in caplog.records)
 
 
-def _funnel_program(y=None):
-    """The funnel non-centred: x = raw · e^{v/2}; an uninformative observation keeps ppgen's contract."""
-    v = pyro.sample("v", dist.Normal(0.0, 3.0))
-    raw = pyro.sample("raw", dist.Normal(0.0, 1.0).expand([9]).to_event(1))
-    pyro.deterministic("x", raw * (v / 2).exp())
-    pyro.sample("y", dist.Normal(0.0, 1.0), obs=y)
+class NonCentredFunnel:
+    """The same funnel non-centred: v ~ N(0, 3²), raw ~ N(0, I₉), x = raw · e^{v/2} (a deterministic)."""
+
+    compiler, names, size = "numpy", ["v", "raw"], 10
+
+    def __call__(self, q):
+        return q[0] * q[0] / 18.0 + 0.5 * float(q[1:] @ q[1:]), np.concatenate([[q[0] / 9.0], q[1:]])
 
 
-def test_non_centred_funnel_has_the_right_moments():
-    # Reference: v ~ N(0, 3): mean 0, variance 9 — recovered once the funnel is non-centred.
-    data = {"y": np.zeros(1, dtype=np.float32)}
-    fit = ppgen.fit(
-        _funnel_program, data, method="mcmc", num_samples=600, warmup_steps=200,
-        seed=1, progress=False,
-    )  # fmt: skip
-    v = fit.posterior.posterior["v"].values
+def test_non_centred_funnel_has_the_right_moments_and_no_divergences():
+    # Reference: v ~ N(0, 3²): mean 0, variance 9, recovered within 4 MCSE once the funnel is
+    # non-centred (Stan's remedy the divergence line gives); x's scale e^{v/2} is then exact too.
+    settings = Settings(num_warmup=200, num_samples=600)
+    chains = [Chain(NonCentredFunnel(), settings, np.zeros(10), 1, c) for c in range(2)]
+    for chain in chains:
+        chain.run(None, None, progress=False)
+    results = [chain.result() for chain in chains]
+    v = np.stack([draws[:, 0] for draws, _ in results])
     _assert_moments_within_4_mcse(v[..., None], np.zeros(1), np.full(1, 9.0))
-    assert fit.extras["divergences"] == 0
+    assert sum(int(stats["diverging"].sum()) for _, stats in results) == 0
