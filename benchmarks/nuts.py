@@ -202,7 +202,11 @@ def run_numpyro(name: str, data) -> dict | None:
         kernel, num_warmup=WARMUP, num_samples=DRAWS, num_chains=CHAINS, progress_bar=False,
         chain_method="parallel" if jax.local_device_count() >= CHAINS else "sequential",
     )  # fmt: skip
-    mcmc.run(jax.random.PRNGKey(0), **{k: jax.numpy.asarray(v) for k, v in data.items()})
+    mcmc.run(
+        jax.random.PRNGKey(0),
+        **{k: jax.numpy.asarray(v) for k, v in data.items()},
+        extra_fields=("num_steps",),
+    )
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     seconds = time.perf_counter() - start
     steps = float(np.mean(np.asarray(mcmc.get_extra_fields()["num_steps"])))

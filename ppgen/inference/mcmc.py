@@ -232,7 +232,7 @@ def _run_ppgen(model, x, covariates, options):
     for name in runs[0][1]:
         stats[name] = np.stack([r[1][name][:keep] for r in runs])
     stats["diverging"] = stats["diverging"].astype(bool)
-    extras = {"sampler": "ppgen", "potential": compiler}
+    extras = {"sampler": "ppgen", "potential": potential.compiler}
     return results, stats, extras
 
 
