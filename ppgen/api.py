@@ -16,6 +16,7 @@ from ppgen.errors import MethodError, OptionError, PpgenError
 from ppgen.inference import BACKENDS, distributed
 from ppgen.measures.criteria import information_criteria
 from ppgen.programs.door import as_fit_model, as_model
+from ppgen.programs.gradient_paths import latents_without_gradient_path
 from ppgen.result import Fit
 
 __all__ = ["fit", "compare", "methods", "applicable_methods"]
@@ -59,6 +60,19 @@ def _check_applies(model: GenerativeModel, method: str, options: dict) -> None:
         method == "mcmc" or method in ("svi", "map") and _uses_autoguide(model, options)
     ):
         model.check_transformable(method)  # NUTS and Normal autoguides move latents in real space
+    if is_program(model) and model.is_bayesian and method in GRADIENT_LATENT_METHODS:
+        cut = latents_without_gradient_path(model)
+        if cut:
+            raise MethodError(
+                f"Expected every latent to reach the likelihood through differentiable operations for "
+                f"method={method!r}, but site {cut[0]!r} does not (the program reads it as a number, e.g. "
+                f"float({cut[0]}) or .item(), or never uses it): gradients would move it by its prior alone. "
+                "Use method='importance', which needs no gradients."
+            )
+
+
+#: Methods that move a program's latents by gradients of its log-density.
+GRADIENT_LATENT_METHODS = ("mle", "svi", "map", "mcmc")
 
 
 @with_local_params
@@ -81,8 +95,8 @@ def fit(
         data: for a ppgen model, the observations (tensor, numpy, list, DataFrame, an embedded
             dataset name) or ``{"x": ..., **covariates}``; for a program, its arguments by name
             (a dict or DataFrame; a bare tensor binds to an argument ``x``).
-        method: ``"exact"``, ``"em"``, ``"mle"``, ``"svi"``, ``"map"``, ``"mcmc"`` or
-            ``"adversarial"`` (see :func:`methods`).
+        method: ``"exact"``, ``"em"``, ``"mle"``, ``"svi"``, ``"map"``, ``"mcmc"``,
+            ``"importance"`` or ``"adversarial"`` (see :func:`methods`).
         seed: makes the fit bit-reproducible.
         dtype: floating dtype of data and model (default: the data's own, float64 stays; for
             ``method="adversarial"`` the generator's own, float32 as PyTorch builds it, and the data
@@ -131,7 +145,7 @@ def fit(
             model = model.to(dtype)
     else:
         x, covariates, model = _model_data(model, data, backend, dtype)
-        if method in ("mle", "svi", "map", "mcmc") and model.is_bayesian:
+        if method in ("mle", "svi", "map", "mcmc", "importance") and model.is_bayesian:
             model.check_support(x, covariates)
     if device.type != "cpu":
         x, covariates, model = _to_device(device, x, covariates, model)
@@ -262,6 +276,7 @@ def compare(
         row["train_loglik"] = _safe_score(result, result.data)
         if x_test is not None:
             row["test_loglik"] = _safe_score(result, x_test)
+        row["log_evidence"] = result.extras.get("log_evidence", math.nan)  # importance estimates it
         row.update(information_criteria(result))
         row["params"] = _param_text(result)
         row["seconds"] = round(result.elapsed, 3)

@@ -79,6 +79,7 @@ def test_applicable_methods_is_exactly_what_fit_accepts(program):
     budgets = {"num_steps": 5, "progress": False}
     for method in ppgen.methods():
         options = {"num_samples": 5, "warmup_steps": 5, "progress": False} if method == "mcmc" else budgets
+        options = {"num_samples": 20, "progress": False} if method == "importance" else options
         options = {} if method in ("exact", "em") else options
         try:
             with warnings.catch_warnings():

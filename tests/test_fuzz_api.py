@@ -36,6 +36,7 @@ TINY = {
     "mle": {"num_steps": 2, "progress": False},
     "svi": {"num_steps": 2, "progress": False},
     "map": {"num_steps": 2, "progress": False},
+    "importance": {"num_samples": 4, "progress": False},
     "adversarial": {"steps": 1, "batch_size": 8, "progress": False},
 }
 

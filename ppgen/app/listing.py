@@ -21,6 +21,7 @@ METHODS: dict[str, str] = {
     "svi": "stochastic variational inference (ELBO)",
     "map": "maximum a posteriori (models with priors)",
     "mcmc": "NUTS/HMC posterior (models with priors)",
+    "importance": "importance sampling: posterior and log evidence (simulators)",
     "adversarial": "GAN training against a critic (implicit models)",
 }
 

@@ -4,6 +4,7 @@
 from ppgen.inference.adversarial import Adversarial
 from ppgen.inference.em import EM
 from ppgen.inference.exact import Exact
+from ppgen.inference.importance import Importance
 from ppgen.inference.mcmc import MCMCBackend
 from ppgen.inference.svi import MAP, MLE, SVI
 
@@ -14,7 +15,8 @@ BACKENDS = {
     "svi": SVI(),
     "map": MAP(),
     "mcmc": MCMCBackend(),
+    "importance": Importance(),
     "adversarial": Adversarial(),
 }
 
-__all__ = ["BACKENDS", "Exact", "EM", "MLE", "SVI", "MAP", "MCMCBackend", "Adversarial"]
+__all__ = ["BACKENDS", "Exact", "EM", "MLE", "SVI", "MAP", "MCMCBackend", "Importance", "Adversarial"]

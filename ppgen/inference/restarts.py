@@ -68,7 +68,8 @@ def check_init(init, sites: dict) -> dict[str, torch.Tensor]:
 
 
 def _trace(model: GenerativeModel, x: torch.Tensor, covariates: dict):
-    with torch.no_grad(), poutine.block():
+    # Off the user's random stream: a seeded fit draws the same numbers whatever its starts cost.
+    with torch.no_grad(), poutine.block(), torch.random.fork_rng():
         return prune_subsample_sites(poutine.trace(model.model).get_trace(x, **covariates))
 
 
@@ -94,7 +95,7 @@ def _exchangeable(site: dict) -> str | None:
     frames = [f for f in site["cond_indep_stack"] if f.size == value.shape[0] and f.name != "_draws"]
     if not frames:
         return None
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng():
         draw = fn.sample()
         log_density = fn.log_prob(draw)
         reversed_density = fn.log_prob(draw.flip(0))
