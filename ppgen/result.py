@@ -111,8 +111,9 @@ class Fit:
         set_seed(seed)
         with torch.no_grad():
             draws = self.draws
-            if is_program(self.model):
-                args = self._as_data(covariates, {})[1] if covariates else None
+            if is_program(self.model):  # at new inputs, the observed arguments left out
+                covariates.pop("observed", None)
+                args = self.model.bind_inputs(covariates, dtype=self._dtype()) if covariates else None
                 return self.model.predictive_sample(n, args, draws)
             if self.exact_posterior is not None:
                 draws = self.exact_posterior.draw(int(n))
@@ -130,15 +131,14 @@ class Fit:
             return out[torch.randperm(out.shape[0])]
 
     @with_local_params
-    def predict(self, data: Any = None, num_samples: int | None = None, seed: int | None = None) -> dict:
-        """Replicated observations ``{site: (S, *shape)}``: ``y_rep ~ p(y | θ_s)`` per posterior draw
-        (Bayesian fits) or from the plug-in parameters (point fits), for the training data or ``data``.
-
-        The first call on the training data (no ``num_samples``) also adds the ``posterior_predictive``
-        group to :attr:`posterior` (created for point fits), so ``az.plot_ppc(fit.posterior)`` and
-        ``az.loo_pit`` work.
-        """
-        return predict(self, data, num_samples, seed)
+    def predict(
+        self, data: Any = None, num_samples: int | None = None, seed: int | None = None, *, return_sites=None
+    ) -> dict:
+        """Predictive draws ``{site: (S, *shape)}`` as Pyro's ``Predictive``, per posterior draw or plug-in,
+        at the training inputs or at ``data``: a program's arguments, the observed ones left out
+        (``{"x": x_new}``). Observed sites, then deterministic ones (``return_sites=`` picks). The first
+        call on the training data adds ``posterior_predictive`` to :attr:`posterior` (``az.plot_ppc``)."""
+        return predict(self, data, num_samples, seed, return_sites)
 
     @with_local_params
     def loo(self, pointwise: bool = True):

@@ -1,4 +1,4 @@
-"""The ``ppgen`` command: list, fit, sample, evaluate, compare, tutorial, tour.
+"""The ``ppgen`` command: list, fit, sample, predict, evaluate, compare, tutorial, tour.
 
 Every error the user can cause (unknown model or method, a bad data or fit file, a bad
 option) ends the command with one line ``ppgen: error: ...`` on stderr and exit status 2;
@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   ppgen compare fit.pt gmm.pt --data faithful
   ppgen fit my_model.py:partially_pooled --data players.csv --method mcmc --out pooled.pt
   ppgen evaluate pooled.pt --data season.csv
+  ppgen predict pooled.pt --data new_players.csv --out predictions.csv
   ppgen tutorial 1
   ppgen tour --fast --only data kde
 """
@@ -94,6 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fit", help="a file written by `ppgen fit`")
     p.add_argument("-n", type=int, required=True, help="number of samples")
     p.add_argument("--out", default="samples.npy", help="output .npy or .csv (default samples.npy)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    p = sub.add_parser(
+        "predict",
+        help="predict a fitted program's observed sites at new inputs",
+        description=(
+            "Posterior (or plug-in) predictive draws of a fitted Pyro program's observed sites at the inputs "
+            "in --data, whose columns are the program's arguments (the observed ones left out); writes, per "
+            "unit of the new data, each site's mean, sd and 5%%/50%%/95%% quantiles to --out (CSV)."
+        ),
+        epilog="example: ppgen predict pooled.pt --data new_players.csv --out predictions.csv",
+    )
+    p.add_argument("fit", help="a file written by `ppgen fit FILE.py:NAME ...`")
+    p.add_argument("--data", required=True, help="a .csv/.tsv file with a header row naming the arguments")
+    p.add_argument("--out", default="predictions.csv", help="output .csv (default predictions.csv)")
+    p.add_argument(
+        "-n", "--num-samples", type=int, help="predictive draws (default: one per posterior draw, or 500)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
     p = sub.add_parser(

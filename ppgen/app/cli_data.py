@@ -15,6 +15,7 @@ from typing import Any
 
 import cloudpickle
 import numpy as np
+import pandas as pd
 import torch
 
 from ppgen import data
@@ -30,6 +31,7 @@ __all__ = [
     "load_program",
     "program_data",
     "write_array",
+    "prediction_table",
     "is_program_reference",
 ]
 
@@ -198,11 +200,12 @@ def load_program(reference: str) -> Any:
     return program
 
 
-def program_data(program: Any, source: str, split: str = "all") -> dict:
+def program_data(program: Any, source: str, split: str = "all", *, optional: tuple[str, ...] = ()) -> dict:
     """``--data`` for a program: the file's columns by name, checked against the program's arguments.
 
-    A column that matches no argument, or a required argument without a column, is one clear error.
-    ``split`` ``"train"``/``"test"`` keeps the rows of ``ppgen.data.train_test_split`` (seed 0).
+    A column that matches no argument, or a required argument without a column (but those named in
+    ``optional``: the observed ones, for prediction), is one clear error. ``split``
+    ``"train"``/``"test"`` keeps the rows of ``ppgen.data.train_test_split`` (seed 0).
     """
     columns = read_columns(source) if Path(source).suffix else None
     if columns is None:
@@ -225,6 +228,7 @@ def program_data(program: Any, source: str, split: str = "all") -> dict:
         if spec.default is inspect.Parameter.empty
         and spec.kind not in (spec.VAR_POSITIONAL, spec.VAR_KEYWORD)
         and p not in columns
+        and p not in optional
     ]
     if missing:
         raise DataError(
@@ -237,6 +241,28 @@ def program_data(program: Any, source: str, split: str = "all") -> dict:
         keep = (train if split == "train" else test)[:, 0].long()
         columns = {k: v[keep] for k, v in columns.items()}
     return columns
+
+
+def prediction_table(program: Program, draws: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """Per unit (a row), each site's predictive mean, sd and 5 %/50 %/95 % quantiles over the draws
+    ``{site: (S, *shape)}``; a site's other dimensions within a unit get columns ``site[j]_...``."""
+    structure = program.structure
+    columns: dict[str, Any] = {}
+    for site, value in draws.items():
+        value = value.detach().double()
+        event_dim = structure.get("observed_event_dims", {}).get(site, 0)
+        axis = None if structure["plate_dim"] is None else value.ndim - event_dim + structure["plate_dim"]
+        per_unit = value.movedim(axis, 1) if axis is not None and axis >= 1 else value.unsqueeze(1)
+        per_unit = per_unit.reshape(per_unit.shape[0], per_unit.shape[1], -1)  # (S, N, K)
+        quantiles = torch.quantile(per_unit, torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64), dim=0)
+        stats = {"mean": per_unit.mean(0), "sd": per_unit.std(0), "q05": quantiles[0]}
+        stats.update({"q50": quantiles[1], "q95": quantiles[2]})
+        for k in range(per_unit.shape[2]):
+            label = site if per_unit.shape[2] == 1 else f"{site}[{k}]"
+            for stat, table in stats.items():
+                columns[f"{label}_{stat}"] = table[:, k].numpy()
+    units = len(next(iter(columns.values())))
+    return pd.DataFrame({"unit": np.arange(units), **columns})
 
 
 def is_program_reference(text: str) -> bool:

@@ -1,5 +1,5 @@
-"""The verbs of the ``ppgen`` command that fit, sample, score and run: ``fit``, ``sample``,
-``evaluate``, ``compare``, ``tutorial`` and ``tour``.
+"""The verbs of the ``ppgen`` command that fit, sample, predict, score and run: ``fit``, ``sample``,
+``predict``, ``evaluate``, ``compare``, ``tutorial`` and ``tour``.
 
 :mod:`ppgen.app.cli` parses the command line and imports this module only once one of these verbs
 runs: it imports torch, Pyro and ArviZ, which ``ppgen --help``, ``ppgen list`` and a usage error
@@ -22,7 +22,14 @@ import torch
 
 from ppgen.api import applicable_methods, compare, fit
 from ppgen.app import registry
-from ppgen.app.cli_data import is_program_reference, load_data, load_program, program_data, write_array
+from ppgen.app.cli_data import (
+    is_program_reference,
+    load_data,
+    load_program,
+    prediction_table,
+    program_data,
+    write_array,
+)
 from ppgen.app.report import run_tour
 from ppgen.core import is_program
 from ppgen.errors import ImplicitModelError, OptionError, PpgenError
@@ -30,7 +37,16 @@ from ppgen.inference import distributed
 from ppgen.measures import metrics
 from ppgen.result import Fit, load
 
-__all__ = ["VERBS", "cmd_fit", "cmd_sample", "cmd_evaluate", "cmd_compare", "cmd_tutorial", "cmd_tour"]
+__all__ = [
+    "VERBS",
+    "cmd_fit",
+    "cmd_sample",
+    "cmd_predict",
+    "cmd_evaluate",
+    "cmd_compare",
+    "cmd_tutorial",
+    "cmd_tour",
+]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, None: None}
 
@@ -126,6 +142,33 @@ def cmd_sample(args: argparse.Namespace) -> int:
     draws = draws.detach().cpu().numpy()
     path = write_array(draws, args.out)
     print(f"wrote {draws.shape[0]} samples of shape {tuple(draws.shape[1:])} to {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``ppgen predict FIT --data new.csv --out pred.csv``: a program's observed sites predicted at new
+    inputs (Pyro's ``Predictive``), summarised per unit of the new data."""
+    if args.num_samples is not None and args.num_samples < 1:
+        raise OptionError(f"Expected --num-samples to be a positive integer, but got {args.num_samples}.")
+    if not str(args.out).lower().endswith(".csv"):
+        raise OptionError(f"Expected --out ending in .csv, but got {args.out!r}.")
+    result = load(args.fit)
+    if not is_program(result.model):
+        raise OptionError(
+            f"Expected a fit of a Pyro program (its arguments are the columns of --data), but {args.fit!r} "
+            f"holds {type(result.model).__name__}, which takes no inputs; draw from it with `ppgen sample`."
+        )
+    program = result.model
+    data = program_data(program.fn, args.data, "all", optional=program.structure["observed_args"])
+    sites = list(program.observed_sites)
+    draws = result.predict(data, num_samples=args.num_samples, seed=args.seed, return_sites=sites)
+    table = prediction_table(program, draws)
+    table.to_csv(args.out, index=False)
+    count = next(iter(draws.values())).shape[0]
+    print(
+        f"predicted {sites} by {result.method!r} at {len(table)} units of {args.data} ({count} draws); "
+        f"wrote mean, sd and 5/50/95% quantiles to {args.out}"
+    )
     return 0
 
 
@@ -236,6 +279,7 @@ def cmd_tour(args: argparse.Namespace) -> int:
 VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fit": cmd_fit,
     "sample": cmd_sample,
+    "predict": cmd_predict,
     "evaluate": cmd_evaluate,
     "compare": cmd_compare,
     "tutorial": cmd_tutorial,

@@ -8,6 +8,7 @@ import torch
 from pyro import poutine
 
 from ppgen.errors import MethodError, OptionError
+from ppgen.programs.vectorise import free
 
 __all__ = ["ProgramChecks"]
 
@@ -17,7 +18,9 @@ class ProgramChecks:
     ``structure``, ``model``, ``guide`` and ``train_args``)."""
 
     def check_transformable(self, method: str) -> None:
-        """Latent sites NUTS and Pyro's Normal autoguides move in an unconstrained space."""
+        """Latent sites NUTS and Pyro's Normal autoguides move in an unconstrained space (and observed
+        sites with a density to move them by)."""
+        self.check_density(method)
         for name, site in self.latent_sites.items():
             if site["enumerated"]:
                 continue
@@ -35,6 +38,18 @@ class ProgramChecks:
                     f"but site {name!r} has support {site['support']}; reparameterise it (e.g. a Cholesky "
                     "factor) or use a hand-written guide with method='svi'."
                 ) from None
+
+    def check_density(self, method: str) -> None:
+        """A likelihood needs observed sites with a density: a generator's ``pyro.deterministic`` (or
+        ``Delta``) output has none, only samples."""
+        generated = (self.structure or {}).get("generated", ())
+        if generated:
+            raise MethodError(
+                f"Expected observed sites with a density for method={method!r}, but site {generated[0]!r} is "
+                "a pyro.deterministic (Delta) value computed from the latents: the program is a generator "
+                "with samples but no likelihood; fit it with method='adversarial', or observe the data "
+                "through a distribution (e.g. Normal(net(z), scale))."
+            )
 
     def check_guide(self, args: dict) -> None:
         """A hand-written guide must draw every latent site the model does not sum out."""
@@ -80,7 +95,7 @@ class ProgramChecks:
     def check_generator(self) -> None:
         """An adversarial fit needs one observed site drawn differentiably from the parameters."""
         site = self._only_observed_site("method='adversarial'")
-        trace = poutine.trace(poutine.uncondition(self.model)).get_trace(None, **self.train_args)
+        trace = poutine.trace(free(self)).get_trace(None, **self.train_args)
         fn = trace.nodes[site]["fn"]
         if not fn.has_rsample:
             raise MethodError(

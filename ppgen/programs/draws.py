@@ -1,34 +1,39 @@
-"""A program run over many parameter draws at once: pointwise log-likelihoods and predictive draws.
+"""A program run over many parameter draws at once: pointwise log-likelihoods, predictive draws at the
+training or new inputs, and the values of its deterministic sites.
 
 Draws are substituted for the program's latent sites inside a ``"_draws"`` plate placed left of
-every plate the program opens (Pyro's ``Predictive`` does the same), so one trace scores or
-samples every draw. Per-unit latents are reused only when the data describe the same units (as
-many as in training, in the same order — Pyro's ``Predictive`` semantics, e.g. the same players'
-rest of season); for new units they are drawn from their conditional prior given the globals.
-Programs that fix their own batch shapes fall back to one trace per draw.
+every plate the program opens (Pyro's ``Predictive`` does the same; :mod:`~ppgen.programs.vectorise`
+checks that the one trace computed what one run per draw computes), so one trace scores or samples
+every draw. Per-unit latents are reused only when the data describe the same units (as many as in
+training, in the same order — Pyro's ``Predictive`` semantics, e.g. the same players' rest of
+season); for new units, and for any latent whose shape the new inputs change, they are drawn from
+their conditional prior given the globals.
 """
 
 from __future__ import annotations
 
 import math
 
-import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 from ppgen.core import TOTAL
+from ppgen.errors import OptionError
+from ppgen.programs.sites import plate_size
+from ppgen.programs.vectorise import LAYOUTS, draws_plate, free, reshaped, run_draws
 
 __all__ = [
     "site_log_likelihood",
     "predictive_draws",
+    "predictive_sites",
+    "deterministic_draws",
     "joint_draws",
     "guide_samples",
     "site_draws",
     "draw_count",
     "TOTAL",
 ]
-
-_DRAWS = "_draws"
 
 
 def site_log_likelihood(
@@ -42,14 +47,18 @@ def site_log_likelihood(
     """
     total = 1 if draws is None else next(iter(draws.values())).shape[0]
     draws = _usable(program, draws or {}, args, same_units)
-    try:
-        terms = _pointwise(program, args, draws, total, vectorised=True)
-    except (RuntimeError, ValueError, IndexError, _NotVectorisable):
-        rows = [
-            _pointwise(program, args, {k: v[s : s + 1] for k, v in draws.items()}, 1, vectorised=False)
-            for s in range(total)
-        ]
-        terms = {k: torch.cat([row[k] for row in rows]) for k in rows[0]}
+    for layout in LAYOUTS if draws else LAYOUTS[:1]:
+        try:
+            terms = _pointwise(program, args, draws, total, layout)
+        except (RuntimeError, ValueError, IndexError, _NotVectorisable):
+            continue
+        first = _pointwise(program, args, {k: v[:1] for k, v in draws.items()}, 1, None) if draws else terms
+        if all(_close(terms[k][0], first[k][0]) for k in first):
+            return terms, sum(terms.values())
+    rows = [
+        _pointwise(program, args, {k: v[s : s + 1] for k, v in draws.items()}, 1, None) for s in range(total)
+    ]
+    terms = {k: torch.cat([row[k] for row in rows]) for k in rows[0]}
     return terms, sum(terms.values())
 
 
@@ -68,24 +77,65 @@ def predictive_draws(
     data sets of its arguments' size, shape ``(n, *site_shape)``. One observed site gives a tensor,
     several a dict by site.
     """
+    sites = program.observed_sites
+    values = predictive_sites(program, n, args, draws, return_sites=sites, same_units=same_units)
+    return values[sites[0]] if len(sites) == 1 else values
+
+
+def predictive_sites(
+    program,
+    n: int,
+    args: dict | None = None,
+    draws: dict[str, torch.Tensor] | None = None,
+    *,
+    return_sites=None,
+    same_units=None,
+) -> dict[str, torch.Tensor]:
+    """``{site: (n, *shape)}``: the program run forward on ``args`` (default: the training ones) with its
+    observed sites drawn, run ``i`` on posterior draw ``i mod S`` (Pyro's ``Predictive``).
+
+    ``return_sites`` picks any sample or deterministic sites; by default the training fit's observed
+    sites, then its deterministic ones.
+    """
     takes_n = "n" in program.signature.parameters
     # With draws, a program that takes n draws n one-row replicates: each row from its own draw.
     args = program.sampling_arguments(
         program.train_args if args is None else args, (1 if draws else n) if takes_n else None
     )
+    # uncondition innermost: it frees the observed sites, then the draws condition the latents (the
+    # other order would free the draws too and sample the prior)
+    forward = free(program)
+    with torch.no_grad(), poutine.block():
+        one = poutine.trace(forward).get_trace(None, **args)
+    names = _return_names(program, one, return_sites)
     if draws:
         count = next(iter(draws.values())).shape[0]
         which = torch.arange(n) % count if n >= count else torch.randperm(count)[:n]
-        draws = _usable(program, {k: v[which] for k, v in draws.items()}, args, same_units)
-    sites = program.observed_sites
+        draws = _usable(program, {k: v[which] for k, v in draws.items()}, args, same_units, one)
     if takes_n and not draws:
-        trace = poutine.trace(poutine.uncondition(program.model)).get_trace(None, **args)
-        values = {site: trace.nodes[site]["value"] for site in sites}
-    else:
-        values = _replicates(program, args, draws or {}, n)
-        if takes_n:
-            values = {site: v.reshape(n, *v.shape[2:]) for site, v in values.items()}
-    return values[sites[0]] if len(sites) == 1 else values
+        trace = poutine.trace(forward).get_trace(None, **args)
+        return {site: trace.nodes[site]["value"] for site in names}
+    shapes = {s: tuple(one.nodes[s]["value"].shape) for s in names}
+    values = run_draws(program, forward, args, draws or {}, n, shapes)
+    if takes_n:  # n one-row replicates: n rows
+        values = {
+            s: v.reshape(n, *v.shape[2:]) if v.ndim > 1 and v.shape[1] == 1 else v for s, v in values.items()
+        }
+    return values
+
+
+def deterministic_draws(program, args: dict, draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The deterministic sites' values at each posterior draw, ``{site: (S, *shape)}``, on the training
+    arguments with the observed sites observed (a residual ``y - mu`` uses the data)."""
+    names = program.structure.get("deterministic", ())
+    if not names or not draws:
+        return {}
+    total = next(iter(draws.values())).shape[0]
+    with torch.no_grad(), poutine.block():
+        one = poutine.trace(program.model).get_trace(None, **args)
+    draws = _usable(program, draws, args, True, one)
+    shapes = {s: tuple(one.nodes[s]["value"].shape) for s in names if s in one.nodes}
+    return run_draws(program, program.model, args, draws, total, shapes)
 
 
 def site_draws(fn, n: int, nesting: int, keep, *args, **kwargs) -> dict[str, torch.Tensor]:
@@ -101,7 +151,7 @@ def site_draws(fn, n: int, nesting: int, keep, *args, **kwargs) -> dict[str, tor
         if site["type"] == "sample" and keep(name, site)
     }
     try:
-        with poutine.block(), _draws_plate(n, nesting):
+        with poutine.block(), draws_plate(n, nesting):
             trace = poutine.trace(fn).get_trace(*args, **kwargs)
         return {name: trace.nodes[name]["value"].reshape(n, *shape) for name, shape in shapes.items()}
     except (RuntimeError, ValueError, IndexError):
@@ -123,9 +173,7 @@ def draw_count(latent_sites: dict, names, most: int) -> int:
 
 def joint_draws(program, args: dict, n: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """``n`` draws of the whole program from its prior: ``({latent: (n, ...)}, {observed: (n, ...)})``."""
-    from pyro.poutine.util import site_is_subsample
-
-    story = poutine.uncondition(program.model)
+    story = free(program)
     values = site_draws(
         story, n, program.max_plate_nesting, lambda _, site: not site_is_subsample(site), None, **args
     )
@@ -152,44 +200,61 @@ class _NotVectorisable(Exception):
     """The program's shapes do not follow the draws plate."""
 
 
-def _usable(program, draws: dict, args: dict, same_units: bool | None) -> dict:
-    """The draws of latent sites to condition on: per-unit ones only for the training units."""
+def _return_names(program, trace: poutine.Trace, return_sites) -> tuple[str, ...]:
+    found = [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site) and not name.startswith("_")
+    ]
+    if return_sites is None:
+        deterministic = program.structure.get("deterministic", ())
+        return tuple(program.observed_sites) + tuple(s for s in deterministic if s in found)
+    if isinstance(return_sites, str):
+        return_sites = [return_sites]
+    unknown = [s for s in return_sites if s not in found]
+    if unknown or not return_sites:
+        raise OptionError(
+            f"Expected return_sites among the program's sites {found}, but got {list(return_sites)!r}."
+        )
+    return tuple(return_sites)
+
+
+def _usable(program, draws: dict, args: dict, same_units: bool | None, trace=None) -> dict:
+    """The draws of latent sites to condition on: per-unit ones only for the training units, and only
+    those whose shape the arguments keep (the others are drawn from their conditional prior)."""
+    if not draws:
+        return {}
+    if trace is None:
+        with torch.no_grad(), poutine.block():
+            trace = poutine.trace(free(program)).get_trace(None, **args)
     latent = program.latent_sites
     if same_units is None:
-        same_units = _unit_count(program, args) == program.structure["n_units"]
-    return {k: v for k, v in draws.items() if k in latent and (same_units or not latent[k]["local"])}
+        same_units = plate_size(trace, program.unit_plate) == program.structure["n_units"]
+    shapes = {
+        name: tuple(site["value"].shape) for name, site in trace.nodes.items() if site["type"] == "sample"
+    }
+    return {
+        k: v
+        for k, v in draws.items()
+        if k in latent and (same_units or not latent[k]["local"]) and shapes.get(k) == tuple(v.shape[1:])
+    }
 
 
-def _unit_count(program, args: dict) -> int:
-    with torch.no_grad(), poutine.block():
-        trace = poutine.trace(program.model).get_trace(None, **args)
-    plate = program.unit_plate
-    for site in trace.nodes.values():
-        for frame in site.get("cond_indep_stack", ()):
-            if frame.name == plate:
-                return frame.size
-    return 1
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-3, equal_nan=True))
 
 
-def _reshaped(program, draws: dict, total: int) -> dict:
-    """``(S, *shape)`` draws as ``(S, 1, ..., *shape)``: the draws plate left of the program's plates."""
-    nesting = program.max_plate_nesting
-    out = {}
-    for name, value in draws.items():
-        batch = len(program.latent_sites[name]["batch_shape"])
-        out[name] = value.reshape(total, *(1,) * (nesting - batch), *value.shape[1:])
-    return out
-
-
-def _pointwise(program, args: dict, draws: dict, total: int, vectorised: bool) -> dict[str, torch.Tensor]:
+def _pointwise(program, args: dict, draws: dict, total: int, layout: str | None) -> dict[str, torch.Tensor]:
+    """Per observed site, ``(S, N)``: one trace in the draws plate (``layout``), or of one draw (None)."""
+    vectorised = layout is not None
     nesting = program.max_plate_nesting
     enumerated = [n for n, s in program.latent_sites.items() if s["enumerated"]]
-    data = _reshaped(program, draws, total) if vectorised else {k: v[0] for k, v in draws.items()}
+    data = reshaped(program, draws, total, layout) if vectorised else {k: v[0] for k, v in draws.items()}
     model = poutine.condition(program.model, data=data)
     lead = 1 if vectorised else 0  # the draws dimension
     if enumerated:
         model = poutine.enum(model, first_available_dim=-(nesting + lead) - 1)
-    with _draws_plate(total if vectorised else None, nesting):
+    with draws_plate(total if vectorised else None, nesting):
         trace = poutine.trace(model).get_trace(None, **args)
     scored = set(program.observed_sites) | set(enumerated)  # conditioned draws look observed too
     trace.compute_log_prob(lambda name, site: name in scored)
@@ -206,6 +271,8 @@ def _pointwise(program, args: dict, draws: dict, total: int, vectorised: bool) -
         )
         extra = log_prob.ndim - width
         if extra and any(size > 1 for size in log_prob.shape[:extra]):
+            if not enumerated:  # dimensions left of the draws': the program's arithmetic mixed draws
+                raise _NotVectorisable(name)
             coupled[name] = (log_prob, site)
         elif name in program.observed_sites:
             plain[name] = log_prob.reshape(log_prob.shape[extra:])
@@ -242,39 +309,3 @@ def _per_unit(program, log_prob: torch.Tensor, width: int, lead: int) -> torch.T
     summed = tuple(i for i in range(log_prob.ndim) if i not in keep)
     out = log_prob.sum(summed) if summed else log_prob
     return out if dim is not None else out.unsqueeze(-1)
-
-
-def _replicates(program, args: dict, draws: dict, n: int) -> dict[str, torch.Tensor]:
-    nesting = program.max_plate_nesting
-    with poutine.block():
-        shapes = {
-            s: tuple(node["value"].shape)
-            for s, node in poutine.trace(poutine.uncondition(program.model))
-            .get_trace(None, **args)
-            .nodes.items()
-            if s in program.observed_sites
-        }
-    # uncondition innermost: it frees the observed sites, then the draws condition the latents (the
-    # other order would free the draws too and sample the prior)
-    model = poutine.condition(poutine.uncondition(program.model), data=_reshaped(program, draws, n))
-    try:
-        with _draws_plate(n, nesting):
-            trace = poutine.trace(model).get_trace(None, **args)
-        return {s: trace.nodes[s]["value"].reshape(n, *shape) for s, shape in shapes.items()}
-    except (RuntimeError, ValueError, IndexError):
-        pass
-    rows = []
-    for i in range(n):
-        one = poutine.condition(poutine.uncondition(program.model), data={k: v[i] for k, v in draws.items()})
-        trace = poutine.trace(one).get_trace(None, **args)
-        rows.append({s: trace.nodes[s]["value"] for s in shapes})
-    return {s: torch.stack([row[s] for row in rows]) for s in shapes}
-
-
-def _draws_plate(size: int | None, nesting: int):
-    """The draws plate left of the program's plates (a no-op without a size)."""
-    import contextlib
-
-    if size is None:
-        return contextlib.nullcontext()
-    return pyro.plate(_DRAWS, size, dim=-nesting - 1)

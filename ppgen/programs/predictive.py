@@ -6,7 +6,10 @@
 - :func:`predict` (``Fit.predict``) — replicated data ``y_rep ~ p(y | θ_s)``: one replicate per
   posterior draw (Bayesian fits), or replicates from the plug-in parameters (point fits). On the
   training data it also adds the ``posterior_predictive`` group to ``fit.posterior``, laid out like
-  its ``log_likelihood`` (same chains and draws), so ``az.plot_ppc`` and ``az.loo_pit`` work.
+  its ``log_likelihood`` (same chains and draws), so ``az.plot_ppc`` and ``az.loo_pit`` work. At new
+  inputs (a program's arguments with the observed ones left out) it is Pyro's
+  ``Predictive(model, posterior_samples)(x_new)``: the observed sites are the training fit's, new
+  units draw their per-unit latents from the conditional prior, deterministic sites come along.
 """
 
 from __future__ import annotations
@@ -92,8 +95,11 @@ def _by_chain(draws: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().unsqueeze(0).numpy() for k, v in draws.items()}
 
 
-def predict(fit, data: Any = None, num_samples: int | None = None, seed: int | None = None) -> dict:
-    """Replicated observations ``{site: (S, *shape)}`` under ``fit`` (see the module docstring)."""
+def predict(
+    fit, data: Any = None, num_samples: int | None = None, seed: int | None = None, return_sites=None
+) -> dict:
+    """Predictive draws ``{site: (S, *shape)}`` under ``fit`` (see the module docstring): the observed
+    sites, then a program's deterministic sites, or the sites ``return_sites`` names."""
     if num_samples is not None:
         _check_count(num_samples)
     set_seed(seed)
@@ -102,11 +108,18 @@ def predict(fit, data: Any = None, num_samples: int | None = None, seed: int | N
     count = num_samples or (total if total > 1 else POINT_REPLICATES)  # a point fit (MAP: one draw)
     with torch.no_grad():
         if is_program(fit.model):
-            replicates = _program_replicates(fit, data, draws, count)
+            args = fit.data if data is None else fit.model.bind_inputs(data, dtype=fit._dtype())
+            replicates = fit.model.predictive_sites(count, args, draws, return_sites)
+            observed = fit.model.observed_sites
         else:
-            replicates = _model_replicates(fit, data, draws, count)
+            if return_sites not in (None, "x", ["x"], ("x",)):
+                raise OptionError(
+                    f"Expected return_sites=['x'] for {type(fit.model).__name__} (its one observed site), "
+                    f"but got {return_sites!r}."
+                )
+            replicates, observed = _model_replicates(fit, data, draws, count), ("x",)
     if data is None and num_samples is None:
-        _attach(fit, replicates, layout)
+        _attach(fit, {k: v for k, v in replicates.items() if k in observed}, layout)
     return replicates
 
 
@@ -133,13 +146,6 @@ def _predictive_parameters(fit, num_samples: int | None) -> tuple[dict | None, t
     return thinned, (chains, per_chain)
 
 
-def _program_replicates(fit, data, draws, count: int) -> dict[str, torch.Tensor]:
-    program = fit.model
-    args = fit.data if data is None else fit._as_data(data, {})[1]
-    values = program.predictive_sample(count, args, draws)
-    return values if isinstance(values, dict) else {program.observed_sites[0]: values}
-
-
 def _model_replicates(fit, data, draws, count: int) -> dict[str, torch.Tensor]:
     """A ppgen model's replicated data sets, each as many rows as ``data`` (or the training data)."""
     if data is None:
@@ -161,6 +167,8 @@ def _attach(fit, replicates: dict[str, torch.Tensor], layout: tuple[int, int] | 
     """Add ``posterior_predictive`` (and ``observed_data``) to ``fit.posterior`` (created for point fits)."""
     import arviz as az
 
+    if not replicates:
+        return
     if layout is None:
         count = next(iter(replicates.values())).shape[0]
         layout = (1, count)

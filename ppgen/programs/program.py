@@ -10,11 +10,16 @@ outside — to the contract the backends speak. What it finds out by tracing the
 - **units**: the outermost plate around every observed site (players, schools, rows), or one unit
   when the observed sites sit in no plate. Pointwise log-likelihoods, LOO/WAIC, minibatches and
   held-out scores are per unit.
+- **deterministic sites** (``pyro.deterministic``): recorded beside the latents in posteriors and
+  predictive draws, never data (unless conditioned with ``observed=``, as a generator's output is),
+  latents or parameters;
 - **parameters**: ``pyro.param`` statements and ``pyro.module`` networks are served from the
   program's own store (never Pyro's global one), so two fits of one program are independent and a
   saved fit reloads exactly.
 
-Backends count and slice rows of ``x``. A program's rows are its units, whose data live in the
+Prediction at new inputs binds the arguments with the observed ones left out
+(:meth:`~ppgen.programs.binding.ProgramBinding.bind_inputs`); the observed sites stay the training
+fit's. Backends count and slice rows of ``x``. A program's rows are its units, whose data live in the
 bound arguments, so the ``x`` a backend receives for a program is an ``(N, 0)`` tensor: ``N`` units
 and no columns of their own. Per-unit arguments (tensors whose leading dimension is ``N``) are
 minibatched with it.
@@ -23,33 +28,34 @@ minibatched with it.
 from __future__ import annotations
 
 import contextlib
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule
-from pyro.poutine.util import prune_subsample_sites
 
 from ppgen.core import TOTAL, GenerativeModel, _check_count
-from ppgen.data import as_tensor, load
-from ppgen.errors import DataError, MethodError, OptionError
+from ppgen.errors import MethodError, OptionError
 from ppgen.programs import sites
+from ppgen.programs.binding import OBSERVED_PREFIX, ProgramBinding
 from ppgen.programs.checks import ProgramChecks
-from ppgen.programs.draws import draw_count, guide_samples, predictive_draws, site_log_likelihood
+from ppgen.programs.draws import (
+    deterministic_draws,
+    draw_count,
+    guide_samples,
+    predictive_draws,
+    predictive_sites,
+    site_log_likelihood,
+)
 from ppgen.programs.params import LocalParams, module_values, readable_name
+from ppgen.programs.vectorise import free
 
 __all__ = ["Program", "OBSERVED_PREFIX", "readable_name"]
 
-#: Conditioning values given with ``observed={site: value}`` travel with the arguments under
-#: ``"observed:<site>"`` (not a Python identifier, so never a program argument), which lets
-#: minibatches slice them like any per-unit argument.
-OBSERVED_PREFIX = "observed:"
 
-
-class Program(ProgramChecks, GenerativeModel):
+class Program(ProgramBinding, ProgramChecks, GenerativeModel):
     """A user's Pyro program as a ppgen model.
 
     Arguments:
@@ -144,96 +150,6 @@ class Program(ProgramChecks, GenerativeModel):
         """Within this context ``pyro.param`` and ``pyro.module`` use the program's own parameters."""
         return LocalParams(self)
 
-    # ---------------------------------------------------------------- binding
-    def bind(
-        self, data: Any, *, dtype: torch.dtype | None = None, observed: Mapping[str, Any] | None = None
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Bind ``data`` to the program's arguments; return ``(units, arguments)``.
-
-        A dict (or DataFrame) binds by name; a bare tensor binds to an argument called ``x``.
-        Tensors, arrays and DataFrame columns become validated tensors; ints, dicts, functions
-        and distributions pass through untouched. The first call also discovers the program's
-        observed sites, units and latent sites (:attr:`structure`) and builds its parameters.
-        """
-        args = self._arguments(data, dtype)
-        observed = dict(observed or {})
-        expected = set(self.observed_names) if self.structure is None else set(self.structure["conditioned"])
-        if set(observed) != expected and (observed or expected):
-            raise DataError(
-                f"Expected observed= values for {sorted(expected)}, as the program was fitted, but got "
-                f"{sorted(observed)}."
-            )
-        float_dtype = dtype or sites.float_dtype(args)
-        for site, value in observed.items():
-            args[OBSERVED_PREFIX + site] = as_tensor(
-                value, name=f"observed[{site!r}]", dtype=float_dtype, ndim=None
-            )
-        trace = self._trace(args)
-        structure = sites.structure(trace, self.plate_choice, tuple(observed))
-        structure["observed_args"] = tuple(
-            k for k, v in args.items() if any(v is trace.nodes[s]["value"] for s in structure["observed"])
-        )
-        if self.structure is None:
-            self.structure, self.train_args = structure, args
-        elif set(structure["observed"]) != set(self.structure["observed"]):
-            raise DataError(
-                f"Expected data for the observed sites {sorted(self.structure['observed'])} as in training, "
-                f"but the program now observes {sorted(structure['observed'])}."
-            )
-        units = torch.empty(structure["n_units"], 0, dtype=float_dtype)
-        return units, args
-
-    def _arguments(self, data: Any, dtype: torch.dtype | None) -> dict[str, Any]:
-        if isinstance(data, str):
-            data = load(data)
-        params = self.signature.parameters
-        if sites.is_frame(data):
-            data = {str(column): data[column].to_numpy() for column in data.columns}
-        if not isinstance(data, Mapping):
-            if "x" not in params:
-                raise DataError(
-                    f"Expected a dict of the program's arguments {self._describe()}, but got a bare "
-                    f"{type(data).__name__}; pass e.g. {{{next(iter(params), 'x')!r}: ...}}."
-                )
-            data = {"x": data}
-        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        unknown = sorted(k for k in data if k not in params and not accepts_any)
-        if unknown:
-            raise DataError(
-                f"Expected arguments of the program {self._describe()}, but got unknown {unknown}."
-            )
-        try:
-            self.signature.bind(**data)
-        except TypeError as err:
-            raise DataError(
-                f"Expected every required argument of the program {self._describe()}: {err}."
-            ) from None
-        return {key: sites.argument(key, value, dtype) for key, value in data.items()}
-
-    @property
-    def name(self) -> str:
-        """The program's own name (its function's, or its module's class name)."""
-        return getattr(self.fn, "__name__", type(self.fn).__name__)
-
-    def _describe(self) -> str:
-        return f"{self.name}{self.signature}"
-
-    def _trace(self, args: dict) -> poutine.Trace:
-        try:
-            with torch.no_grad(), poutine.block():
-                trace = poutine.trace(self.model).get_trace(None, **args)
-                if self.user_guide is not None:
-                    self.guide(None, **args)  # builds the guide's parameters too
-        except DataError:
-            raise
-        except Exception as err:  # noqa: BLE001 - any failure of the user's code is reported, named
-            detail = " ".join(str(err).split("Trace Shapes:")[0].split())[:300]  # Pyro appends its shapes
-            raise DataError(
-                f"Expected the program {self._describe()} to run on the given arguments, but it raised "
-                f"{type(err).__name__}: {detail}"
-            ) from None
-        return prune_subsample_sites(trace)
-
     # ------------------------------------------------------------ what it is
     @property
     def unit_plate(self) -> str | None:  # type: ignore[override]
@@ -320,7 +236,7 @@ class Program(ProgramChecks, GenerativeModel):
         n = _check_count(n)
         site = self._only_observed_site("method='adversarial'")
         args = self.sampling_arguments(self.train_args, n)
-        trace = poutine.trace(poutine.uncondition(self.model)).get_trace(None, **args)
+        trace = poutine.trace(free(self)).get_trace(None, **args)
         value = trace.nodes[site]["value"]
         if "n" not in self.signature.parameters:  # the size came from the training arguments
             value = value[torch.randperm(value.shape[0])[:n]]
@@ -328,10 +244,11 @@ class Program(ProgramChecks, GenerativeModel):
 
     def sample(self, n: int, **args: Any) -> torch.Tensor | dict[str, torch.Tensor]:
         """Draw from the program: with an ``n`` argument, ``n`` rows; otherwise ``n`` replicate
-        data sets of the training arguments' size, shape ``(n, *site_shape)`` per observed site."""
+        data sets of the training arguments' size (or of ``args``, the observed ones left out), shape
+        ``(n, *site_shape)`` per observed site."""
         n = _check_count(n)
         with torch.no_grad():
-            return predictive_draws(self, n, args or None)
+            return predictive_draws(self, n, self.bind_inputs(args) if args else None)
 
     def sampling_arguments(self, args: dict, n: int | None = None) -> dict[str, Any]:
         """The arguments to run the program forward: ``observed=`` values dropped, and with ``n``
@@ -385,6 +302,25 @@ class Program(ProgramChecks, GenerativeModel):
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """``n`` predictive draws on ``args`` (default: the training ones), one per posterior draw."""
         return predictive_draws(self, n, args, draws)
+
+    def predictive_sites(
+        self, n: int, args: dict | None, draws: dict[str, torch.Tensor] | None, return_sites=None
+    ) -> dict[str, torch.Tensor]:
+        """``n`` forward runs on ``args`` (default: the training ones), one per posterior draw:
+        ``{site: (n, *shape)}`` for the observed and deterministic sites, or ``return_sites``."""
+        return predictive_sites(self, n, args, draws, return_sites=return_sites)
+
+    @property
+    def deterministic_sites(self) -> tuple[str, ...]:
+        """``pyro.deterministic`` sites: values computed from the latents, never data or latents."""
+        return () if self.structure is None else self.structure.get("deterministic", ())
+
+    def deterministic_draws(
+        self, draws: dict[str, torch.Tensor], covariates: dict | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The deterministic sites at each posterior draw on the training data, ``{site: (S, ...)}``
+        (what ``fit.posterior`` records beside the latents, as Pyro's ``Predictive`` does)."""
+        return deterministic_draws(self, covariates or self.train_args, draws)
 
     def extra_repr(self) -> str:
         return f"{self._describe()}, observed={list(self.observed_sites)}, units={self.unit_plate!r}"

@@ -3,6 +3,8 @@
 The observed sites are those with values (``obs=`` or conditioned from outside); the units are the
 entries of the outermost plate around all of them (PYRO_NOTES 9: rely on a frame's ``dim``, not the
 order of ``cond_indep_stack``); latent sites are classified as per-unit or global, enumerated or not.
+``pyro.deterministic`` sites are recorded by name: never data (unless conditioned with ``observed=``),
+latents or parameters, only values computed from them.
 """
 
 from __future__ import annotations
@@ -12,13 +14,22 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 
 from ppgen.data import as_tensor
 from ppgen.errors import DataError, OptionError
 
-__all__ = ["structure", "signature", "is_frame", "argument", "float_dtype"]
+__all__ = [
+    "structure",
+    "signature",
+    "is_frame",
+    "argument",
+    "float_dtype",
+    "observed_arguments",
+    "plate_size",
+]
 
 
 def structure(trace: poutine.Trace, plate_choice: str | None, conditioned: tuple[str, ...]) -> dict[str, Any]:
@@ -35,10 +46,17 @@ def structure(trace: poutine.Trace, plate_choice: str | None, conditioned: tuple
             f"Expected observed= to name sample sites of the program ({sorted(sites)}), but got {missing}."
         )
     if not observed:
+        deterministic = sorted(n for n, s in sites.items() if s["infer"].get("_deterministic"))
+        hint = (
+            f" A pyro.deterministic site ({deterministic}) is a value computed from the latents, not data: "
+            "to fit a generator that emits its data through it, condition it with observed={site: values}."
+            if deterministic
+            else ""
+        )
         raise DataError(
-            f"Expected a program that observes data, but no sample site received values (latent sites: "
+            f"Expected a program that observes data, but no sample site received values (sites: "
             f"{sorted(sites)}); pass the observations as the argument the program observes, or condition a "
-            "site from outside with observed={'site': values}."
+            f"site from outside with observed={{'site': values}}.{hint}"
         )
     for name in observed:
         _check_observed_shape(name, sites[name])
@@ -78,7 +96,43 @@ def structure(trace: poutine.Trace, plate_choice: str | None, conditioned: tuple
         "latent": latent,
         "max_plate_nesting": -min(all_dims) if all_dims else 0,
         "observed_shapes": {n: tuple(sites[n]["value"].shape) for n in observed},
+        "observed_event_dims": {n: len(sites[n]["fn"].event_shape) for n in observed},
+        # observed sites without a density (pyro.deterministic or Delta): a generator's output
+        "generated": tuple(n for n in observed if _is_point_mass(sites[n])),
+        "deterministic": tuple(
+            n for n, s in sites.items() if s["infer"].get("_deterministic") and n not in conditioned
+        ),
     }
+
+
+def observed_arguments(args: dict, trace: poutine.Trace, observed: tuple[str, ...]) -> tuple[str, ...]:
+    """The arguments whose values the observed sites receive (``obs=y``, or a view of it: ``obs=y[:, 0]``)."""
+    values = [trace.nodes[s]["value"] for s in observed]
+    return tuple(k for k, v in args.items() if any(_same_data(v, value) for value in values))
+
+
+def _same_data(arg: Any, value: Any) -> bool:
+    if arg is value:
+        return True
+    if not (isinstance(arg, torch.Tensor) and isinstance(value, torch.Tensor)) or not arg.numel():
+        return False
+    return arg.untyped_storage().data_ptr() == value.untyped_storage().data_ptr()
+
+
+def plate_size(trace: poutine.Trace, plate: str | None) -> int:
+    """The size of ``plate`` in ``trace`` (1 without one, as a program with one unit)."""
+    for site in trace.nodes.values():
+        for frame in site.get("cond_indep_stack", ()):
+            if frame.name == plate:
+                return frame.size
+    return 1
+
+
+def _is_point_mass(site: dict) -> bool:
+    fn = site["fn"]
+    while isinstance(fn, (dist.MaskedDistribution, dist.Independent, dist.ExpandedDistribution)):
+        fn = fn.base_dist
+    return bool(site["infer"].get("_deterministic")) or isinstance(fn, dist.Delta)
 
 
 def _check_observed_shape(name: str, site: dict) -> None:

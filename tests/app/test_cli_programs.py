@@ -8,6 +8,7 @@ every mistake in the files is one line on stderr.
 import math
 import textwrap
 
+import pandas as pd
 import pyro.distributions as dist
 import pytest
 import torch
@@ -78,6 +79,34 @@ def test_fit_evaluate_compare_a_program_from_a_file(capsys, files):
     assert code == 0, err
     reported = float(next(line for line in out.splitlines() if "held-out log-lik" in line).split()[3])
     assert reported == pytest.approx(expected, abs=1e-5)
+
+    # ppgen predict at the season's at-bats (hits left out): the same 18 players reuse their theta draws,
+    # so each row's mean is at_bats * theta averaged over the draws, within 4 Monte Carlo standard errors
+    # of 100 draws (reference: E[hits | theta] = at_bats * theta).
+    (files / "new_season.csv").write_text(
+        "at_bats\n" + "\n".join(str(int(v)) for v in season["SeasonAt-Bats"].to_numpy()) + "\n"
+    )
+    code, out, err = run(
+        capsys, "predict", out_path, "--data", files / "new_season.csv", "--out", files / "pred.csv"
+    )
+    assert code == 0, err
+    assert "18 units" in out and "pred.csv" in out
+    table = pd.read_csv(files / "pred.csv")
+    assert list(table.columns) == ["unit", "obs_mean", "obs_sd", "obs_q05", "obs_q50", "obs_q95"]
+    expected_mean = (at_bats * fit.draws["theta"].double()).mean(0).numpy()
+    assert (abs(table["obs_mean"] - expected_mean) < 4 * table["obs_sd"] / 10 + 1e-9).all()
+    # three new players (a different count of units): their theta drawn from the population
+    (files / "rookies.csv").write_text("at_bats\n10\n400\n50\n")
+    rookies_csv, out_csv = files / "rookies.csv", files / "r.csv"
+    code, out, err = run(capsys, "predict", out_path, "--data", rookies_csv, "--out", out_csv)
+    assert code == 0, err
+    rookies = pd.read_csv(files / "r.csv")
+    assert len(rookies) == 3 and (rookies["obs_q95"] <= [10, 400, 50]).all()
+    code, _, err = run(capsys, "predict", out_path, "--data", files / "renamed_bad.csv")
+    assert_one_line_error(code, err, "renamed_bad.csv")
+    (files / "wrong.csv").write_text("at_bat\n10\n")
+    code, _, err = run(capsys, "predict", out_path, "--data", files / "wrong.csv", "--out", files / "w.csv")
+    assert_one_line_error(code, err, "at_bat")
 
     svi_path = files / "svi.pt"
     code, _, err = run(
