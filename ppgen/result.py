@@ -151,16 +151,18 @@ class Fit:
         return criteria.waic(self, pointwise)
 
     @with_local_params
+    @with_local_params
     def summary(self) -> pd.DataFrame:
-        """One row per scalar parameter: estimate, sd and the 94% HDI (3%–97%) when Bayesian.
-
-        An empirical-Bayes fit (``mle`` of a program with priors) lists its global point estimates
-        first (sd NaN), then the per-unit latents' draws."""
+        """One row per scalar parameter: estimate, sd and the 94% HDI (3%–97%) when Bayesian. An
+        empirical-Bayes fit (``mle`` of a program with priors) lists its global point estimates first
+        (sd NaN), then the per-unit latents' draws; a program's ``pyro.deterministic`` sites follow."""
         has_posterior = self.posterior is not None and "posterior" in self.posterior.groups()
-        point = self.extras.get("point_estimates", ()) if has_posterior else list(self.params)
+        names = self.extras.get("point_estimates", ()) if has_posterior else list(self.params)
+        point = {name: self.params[name] for name in names}
+        if not has_posterior and is_program(self.model):  # deterministic sites at the point estimate
+            point.update(self.model.point_deterministic(self.params))
         rows = []
-        for name in point:
-            value = self.params[name]
+        for name, value in point.items():
             flat = value.detach().reshape(-1).cpu().numpy()
             for i, v in enumerate(flat):
                 label = name if flat.size == 1 else f"{name}[{_index(value.shape, i)}]"
@@ -201,12 +203,7 @@ class Fit:
                 kept inside the pickle as well.
         """
         path = Path(path)
-        payload = {
-            "format": FILE_FORMAT,
-            "version": FILE_VERSION,
-            "versions": _versions(),
-            "fit": self,
-        }
+        payload = {"format": FILE_FORMAT, "version": FILE_VERSION, "versions": _versions(), "fit": self}
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
             torch.save(payload, partial, pickle_module=cloudpickle)

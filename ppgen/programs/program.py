@@ -322,6 +322,17 @@ class Program(ProgramBinding, ProgramChecks, GenerativeModel):
         (what ``fit.posterior`` records beside the latents, as Pyro's ``Predictive`` does)."""
         return deterministic_draws(self, covariates or self.train_args, draws)
 
+    def point_deterministic(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The deterministic sites on the training arguments at a point estimate (``values`` of the
+        latent sites: a MAP fit's; parameters are the program's own), ``{site: value}``."""
+        if not self.deterministic_sites:
+            return {}
+        latent = {k: v for k, v in values.items() if k in self.latent_sites}
+        with torch.no_grad(), poutine.block():
+            model = poutine.condition(self.model, data=latent)
+            trace = poutine.trace(model).get_trace(None, **self.train_args)
+        return {s: trace.nodes[s]["value"] for s in self.deterministic_sites if s in trace.nodes}
+
     def extra_repr(self) -> str:
         return f"{self._describe()}, observed={list(self.observed_sites)}, units={self.unit_plate!r}"
 

@@ -121,6 +121,10 @@ def test_point_fit_predicts_the_plug_in_line_exactly():
     pred = fit.predict({"x": X_NEW}, num_samples=2000, seed=0)
     assert pred["y"].shape == (2000, 3)
     assert (pred["mu"] == a + b * X_NEW).all()
+    # summary() lists the deterministic line at the point estimate after the parameters
+    estimates = fit.summary().set_index("parameter")["estimate"]
+    assert list(estimates.index[:3]) == ["a", "b", "mu[0]"] and len(estimates) == 32
+    assert abs(estimates["mu[29]"] - float(a + b * x[29])) < 1e-12
     # the replicates scatter around the plug-in line by sigma: 4 standard errors of 2000 draws
     assert ((pred["y"].mean(0) - (a + b * X_NEW)).abs() < 4 * SIGMA / 2000**0.5).all()
 
