@@ -206,6 +206,8 @@ def _return_names(program, trace: poutine.Trace, return_sites) -> tuple[str, ...
         for name, site in trace.nodes.items()
         if site["type"] == "sample" and not site_is_subsample(site) and not name.startswith("_")
     ]
+    if isinstance(trace.nodes.get("_RETURN", {}).get("value"), torch.Tensor):
+        found.append("_RETURN")  # the program's return value, as Pyro's Predictive names it
     if return_sites is None:
         deterministic = program.structure.get("deterministic", ())
         return tuple(program.observed_sites) + tuple(s for s in deterministic if s in found)

@@ -51,26 +51,52 @@ def _find(program) -> list[str]:
 def _cut(program, names: list[str], args: dict) -> list[str]:
     with torch.no_grad(), poutine.block():
         trace = poutine.trace(program.model).get_trace(None, **args)
-    leaves = {
-        name: trace.nodes[name]["value"].detach().clone().requires_grad_()
-        for name in names
-        if trace.nodes[name]["value"].is_floating_point()
+    values = {
+        n: trace.nodes[n]["value"].detach() for n in names if trace.nodes[n]["value"].is_floating_point()
     }
-    with torch.enable_grad(), poutine.block():
-        conditioned = poutine.condition(program.model, data=leaves)
-        trace = poutine.trace(conditioned).get_trace(None, **args)
-        terms = {
-            name: site["fn"].log_prob(site["value"]).sum()
-            for name, site in trace.nodes.items()
-            if site["type"] == "sample" and type(site["fn"]).__name__ != "_Subsample"
-        }
-        cut = []
+    leaves = {name: value.clone().requires_grad_() for name, value in values.items()}
+    with torch.enable_grad():
+        terms = _log_densities(program, leaves, args)
+        unreached = []
         for name, leaf in leaves.items():
             others = [term for site, term in terms.items() if site != name and term.requires_grad]
-            if not others:
-                cut.append(name)
-                continue
-            (grad,) = torch.autograd.grad(sum(others), leaf, allow_unused=True, retain_graph=True)
+            grad = None
+            if others:
+                (grad,) = torch.autograd.grad(sum(others), leaf, allow_unused=True, retain_graph=True)
             if grad is None:
-                cut.append(name)
+                unreached.append(name)
+    # Unreached by autograd: either unused (an imputed missing value, a draw nothing reads: its
+    # prior is its posterior, gradients are right) or read as a number. A new value tells them apart.
+    before = {site: float(term) for site, term in terms.items()}
+    cut = []
+    for name in unreached:
+        moved = dict(values, **{name: _elsewhere(trace.nodes[name])})
+        with torch.no_grad():
+            after = _log_densities(program, moved, args)
+        changed = [
+            site for site in before if site != name and site in after and float(after[site]) != before[site]
+        ]
+        if changed or set(after) != set(before):
+            cut.append(name)
     return cut
+
+
+def _log_densities(program, values: dict, args: dict) -> dict:
+    """Each sample site's summed log-density with the latents fixed at ``values``."""
+    with poutine.block():
+        trace = poutine.trace(poutine.condition(program.model, data=values)).get_trace(None, **args)
+    return {
+        name: site["fn"].log_prob(site["value"]).sum()
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and type(site["fn"]).__name__ != "_Subsample"
+    }
+
+
+def _elsewhere(site: dict) -> torch.Tensor:
+    """Another value of the site inside its support: a fresh prior draw (off the user's stream)."""
+    with torch.no_grad():
+        for _ in range(10):
+            value = site["fn"].sample()
+            if not torch.equal(value, site["value"]):
+                return value
+    return value

@@ -173,6 +173,8 @@ def test_new_schools_draw_their_effects_as_pyros_predictive():
     new_sigma = torch.tensor([5.0, 20.0, 12.0], dtype=torch.float64)
     ours = fit.predict({"sigma": new_sigma}, num_samples=3000, seed=0)
     assert ours["obs"].shape == (3000, 3) and ours["theta"].shape == (3000, 3)
+    both = fit.predict({"sigma": new_sigma}, num_samples=10, seed=0, return_sites=["obs", "_RETURN"])
+    assert torch.equal(both["obs"], both["_RETURN"])  # the program returns its observed draw
     pyro.set_rng_seed(1)
     globals_only = {k: draws[k][torch.arange(3000) % 300] for k in ("mu", "tau")}
     ref = Predictive(schools, posterior_samples=globals_only, return_sites=["theta", "obs"])(new_sigma)
