@@ -28,6 +28,7 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.loop import TrainConfig, train
 from ppgen.inference.minibatches import Minibatches
+from ppgen.inference.polish import polish, polishes
 from ppgen.inference.posterior import inference_data, kept_after_training
 from ppgen.inference.restarts import check_init
 from ppgen.programs.draws import draw_count, site_draws
@@ -143,9 +144,9 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
     if average is not None:
         average.apply()
         converged = _settled(history)
-    extras: dict = {"dropped_priors": globals_, "integrated": locals_}
-    if not locals_ and config.batch_size is None:
-        history, converged = _polish(loss_fn, params, history, converged)
+    extras: dict = {"dropped_priors": globals_, "integrated": locals_, **config.stopping(history)}
+    if not locals_ and config.batch_size is None and polishes(options):
+        history, converged = polish(loss_fn, params, history, converged)
         extras["polish"] = "lbfgs"
     fit = Fit(
         model=model,
@@ -158,7 +159,7 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
         guide=auto,
         covariates=covariates,
         n_train=n,
-        extras={**extras, "point_estimates": globals_, **config.stopping(history)},
+        extras={**extras, "point_estimates": globals_},
     )
     with kept_after_training("the draws of the per-unit latents"):
         _attach_draws(fit, dropped, guide, locals_, x, covariates)
@@ -221,39 +222,6 @@ class _IterateAverage:
         with torch.no_grad():
             for m, p in zip(self.mean, self.params):
                 p.copy_(m)
-
-
-def _polish(loss_fn, params, history: list[float], converged: bool) -> tuple[list[float], bool]:
-    """L-BFGS on a deterministic objective, from where Adam stopped (kept only if it improves)."""
-    before = [p.detach().clone() for p in params]
-    optimizer = torch.optim.LBFGS(
-        params,
-        lr=1.0,
-        max_iter=500,
-        tolerance_grad=1e-12,
-        tolerance_change=1e-15,
-        history_size=50,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        optimizer.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        return loss
-
-    start = float(loss_fn().detach())
-    try:
-        optimizer.step(closure)
-        end = float(loss_fn().detach())
-    except (RuntimeError, ValueError):  # a step outside the support: keep Adam's answer
-        end = float("nan")
-    if not end <= start:  # NaN, or worse than Adam's end
-        with torch.no_grad():
-            for p, b in zip(params, before):
-                p.copy_(b)
-        return history, converged
-    return [*history, end], True
 
 
 def _detached(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -12,7 +12,6 @@ directly (same objective, verified in the tests) and skip Pyro's tracing overhea
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import torch
 from pyro import poutine
@@ -34,7 +33,9 @@ from ppgen.inference.loop import TrainConfig, train, training_mode
 from ppgen.inference.marginal import fit_marginal_mle
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.options import check_options
+from ppgen.inference.polish import is_deterministic, polish, polishes
 from ppgen.inference.posterior import kept_after_training
+from ppgen.inference.renyi import renyi_loss
 from ppgen.inference.restarts import best_of_starts
 from ppgen.inference.validation import Validation, split_validation
 from ppgen.result import Fit
@@ -44,10 +45,6 @@ __all__ = ["MLE", "SVI", "MAP"]
 GUIDES = ("model", "delta", "normal", "mvn", "laplace")
 LOSSES = ("auto", "elbo", "enum", "iwae")
 _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
-
-
-def _train_config(options: dict[str, Any]) -> TrainConfig:
-    return TrainConfig.from_options(options)
 
 
 def _has_enumeration(model: GenerativeModel, x, covariates) -> bool:
@@ -76,7 +73,7 @@ class MLE:
     """Maximum likelihood by stochastic gradients (minibatches through the data plate)."""
 
     name = "mle"
-    options = _TRAIN_KEYS | {"seed", "validation", "num_particles", "compile", "init", "n_init"}
+    options = _TRAIN_KEYS | {"seed", "validation", "num_particles", "compile", "init", "n_init", "polish"}
 
     def check(self, model: GenerativeModel) -> None:
         _check_trainable(model, self.name)
@@ -103,13 +100,13 @@ class MLE:
             return best_of_starts(
                 lambda m, o: fit_marginal_mle(m, x, covariates, o), model, x, covariates, options
             )
-        if options.get("init") is not None or options.get("n_init", 1) != 1:
+        if options.get("init") is not None or options.get("n_init", 1) != 1 or "polish" in options:
             raise OptionError(
-                f"Expected init= and n_init= only for a program with priors (its global latents start "
-                f"there), but {type(model).__name__} fits its own parameters; set them on the model "
+                f"Expected init=, n_init= and polish= only for a program with priors (its global latents "
+                f"start there), but {type(model).__name__} fits its own parameters; set them on the model "
                 "(e.g. GaussianMixture.initialize), or use method='em' for a mixture's restarts."
             )
-        config = _train_config(options)
+        config = TrainConfig.from_options(options)
         x, covariates, held = split_validation(model, x, covariates, options)
         batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
         n = x.shape[0]
@@ -203,6 +200,7 @@ class SVI:
         "init_scale",
         "init",
         "n_init",
+        "polish",
         "validation",
         "compile",
     }
@@ -243,7 +241,7 @@ class SVI:
             raise OptionError(f"Expected loss in {LOSSES}, but got {loss_name!r}.")
         if isinstance(guide_name, str) and guide_name not in GUIDES:
             raise OptionError(f"Expected guide in {GUIDES} or a callable, but got {guide_name!r}.")
-        config = _train_config(options)
+        config = TrainConfig.from_options(options)
         x, covariates, held = split_validation(model, x, covariates, options)
         globals_ = global_latent_sites(model, x, covariates)
         if guide_name == "model" and own_guide and callable(getattr(model, "check_guide", None)):
@@ -301,7 +299,7 @@ class SVI:
                 return model.loss(xb, **cov) * scale / n
             with batches.scaled(scale, model.unit_plate):
                 if loss_name == "iwae" and torch.is_grad_enabled():
-                    return _renyi_loss(elbo, model.model, guide, xb, cov) / n
+                    return renyi_loss(elbo, model.model, guide, xb, cov) / n
                 if loss_name == "iwae":  # held-out rows: the bound's value, no gradients
                     return torch.tensor(elbo.loss(model.model, guide, xb, **cov)) / n
                 return elbo.differentiable_loss(model.model, guide, xb, **cov) / n
@@ -320,6 +318,15 @@ class SVI:
                 validation=track,
             )
         batches.indices = None  # the fitted guide describes every unit again
+        stopping = config.stopping(history)
+        history, converged, polished = _polish_point_guides(
+            polishes(options) and guide_name == "delta" and track is None and traceable,
+            lambda: step_loss(x, covariates, batches.weight, n),
+            params,
+            history,
+            converged,
+            (model, auto, guide),
+        )
         elapsed = time.perf_counter() - start
         fit = Fit(
             model=model,
@@ -335,7 +342,8 @@ class SVI:
             extras={
                 **(track.extras(held) if track is not None else {}),
                 "compiled": step_loss.state,
-                **config.stopping(history),
+                **({"polish": "lbfgs"} if polished else {}),
+                **stopping,
             },
         )
         if auto is not None:
@@ -353,7 +361,7 @@ class MAP(SVI):
     """Maximum a posteriori: SVI with ``AutoDelta`` on a model with priors."""
 
     name = "map"
-    options = _TRAIN_KEYS | {"seed", "loss", "max_plate_nesting", "init", "n_init"}
+    options = _TRAIN_KEYS | {"seed", "loss", "max_plate_nesting", "init", "n_init", "polish"}
 
     def check(self, model: GenerativeModel) -> None:
         if not model.is_bayesian:
@@ -367,6 +375,15 @@ class MAP(SVI):
         return self._starts(model, x, covariates, {**options, "guide": "delta"})
 
 
+def _polish_point_guides(applies: bool, full_loss, params, history, converged, parts):
+    """A MAP (point guides) over every unit with nothing sampled is deterministic: L-BFGS finishes it."""
+    if not applies or not is_deterministic(full_loss):
+        return history, converged, False
+    with training_mode(*parts):
+        history, converged = polish(full_loss, params, history, converged)
+    return history, converged, True
+
+
 def _plate_nesting(model: GenerativeModel, options: dict) -> int:
     """``max_plate_nesting`` for TraceEnum: the option, else what the program's trace showed (at least 1)."""
     return options.get("max_plate_nesting", max(1, getattr(model, "max_plate_nesting", 1)))
@@ -377,21 +394,3 @@ def _check_minibatch(model: GenerativeModel, covariates: dict, batches: Minibatc
     if batches.batch_size is None or not callable(getattr(model, "check_minibatch", None)):
         return
     model.check_minibatch(covariates, batches.batch_size)
-
-
-def _renyi_loss(elbo: RenyiELBO, model, guide, x, covariates) -> torch.Tensor:
-    """RenyiELBO exposes no ``differentiable_loss``; take its surrogate through autograd."""
-    loss = elbo.loss_and_grads(model, guide, x, **covariates)
-    return _ZeroGradLoss.apply(torch.tensor(loss))
-
-
-class _ZeroGradLoss(torch.autograd.Function):
-    """Carries an already-backpropagated loss value through the loop's ``backward()``."""
-
-    @staticmethod
-    def forward(ctx, value):
-        return value.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return None

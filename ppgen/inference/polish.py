@@ -1,0 +1,65 @@
+"""L-BFGS after Adam on a deterministic objective: Adam's noisy last steps polished to the
+optimiser's precision (a marginal MLE with every latent summed out; a MAP with point guides).
+
+Adam moves each parameter by about ``lr`` a step, so a MAP started at a prior median six units
+from the optimum is still 3 units away after 300 steps at lr 0.01; L-BFGS with a strong-Wolfe line
+search finishes the job in a handful of evaluations when the loss has no sampling noise.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ppgen.errors import OptionError
+from ppgen.inference import distributed
+
+__all__ = ["polish", "polishes", "is_deterministic"]
+
+
+def polishes(options: dict) -> bool:
+    """``polish=`` (default True) asks for L-BFGS after Adam; data-parallel runs skip it: each rank
+    holds a shard, and the ranks' line searches would part ways."""
+    value = options.get("polish", True)
+    if not isinstance(value, bool):
+        raise OptionError(f"Expected polish to be True or False, but got {value!r}.")
+    return value and not distributed.is_distributed()
+
+
+def is_deterministic(loss_fn) -> bool:
+    """Two evaluations at the same parameters agree bit for bit (no sampled latents, no subsampling)."""
+    with torch.random.fork_rng():  # Pyro's differentiable losses refuse to run under no_grad
+        first, second = loss_fn().detach(), loss_fn().detach()
+    return bool(torch.equal(first, second)) and bool(torch.isfinite(first).all())
+
+
+def polish(loss_fn, params, history: list[float], converged: bool) -> tuple[list[float], bool]:
+    """L-BFGS on a deterministic objective, from where Adam stopped (kept only if it improves)."""
+    before = [p.detach().clone() for p in params]
+    optimizer = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=500,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    start = float(loss_fn().detach())
+    try:
+        optimizer.step(closure)
+        end = float(loss_fn().detach())
+    except (RuntimeError, ValueError):  # a step outside the support: keep Adam's answer
+        end = float("nan")
+    if not end <= start:  # NaN, or worse than Adam's end
+        with torch.no_grad():
+            for p, b in zip(params, before):
+                p.copy_(b)
+        return history, converged
+    return [*history, end], True
