@@ -25,6 +25,8 @@ _NAMES = {
     "methods": "ppgen.api",
     "applicable_methods": "ppgen.api",
     "prior_predictive": "ppgen.programs.predictive",
+    "calibrate": "ppgen.calibration.runner",
+    "Calibration": "ppgen.calibration.result",
     "as_model": "ppgen.programs.door",
     "bayesian": "ppgen.models.priors",
     "GenerativeModel": "ppgen.core",
@@ -58,6 +60,8 @@ __all__ = [
     "methods",
     "applicable_methods",
     "prior_predictive",
+    "calibrate",
+    "Calibration",
     "as_model",
     "bayesian",
     "GenerativeModel",
@@ -109,6 +113,7 @@ if TYPE_CHECKING:  # what static tools see; at run time the names above load on 
     from ppgen import data, models
     from ppgen.api import applicable_methods, compare, fit, methods
     from ppgen.app import plots
+    from ppgen.calibration import Calibration, calibrate
     from ppgen.core import GenerativeModel, ImplicitModel
     from ppgen.errors import (
         ConvergenceWarning,
