@@ -39,6 +39,13 @@ FORBIDDEN = {
 #: The function-level imports allowed, each for the reason given.
 LAZY = {
     ("ppgen.app.cli", "ppgen.app.commands"): "the verbs need torch; --help, list and usage errors do not",
+    ("ppgen.app.calibrate_command", "ppgen.app.cli_data"): "the calibrate verb needs torch; --help does not",
+    ("ppgen.app.calibrate_command", "ppgen.app.registry"): "the calibrate verb needs torch; --help does not",
+    (
+        "ppgen.app.calibrate_command",
+        "ppgen.calibration.runner",
+    ): "the calibrate verb needs torch; --help does not",
+    ("ppgen.app.calibrate_command", "ppgen.errors"): "the calibrate verb needs torch; --help does not",
 }
 
 
