@@ -114,7 +114,9 @@ def calibrate(
 
 
 def _method_options(named: dict, fit_options: dict) -> dict[str, dict]:
-    own = {k: fit_options.pop(k) for k in list(fit_options) if k in named}
+    # a method's own options: `mcmc={...}`; those of a backend not asked for are ignored (one options
+    # dict can serve calls with different method lists)
+    own = {k: fit_options.pop(k) for k in list(fit_options) if k in named or k in BACKENDS}
     for key, value in own.items():
         if not isinstance(value, dict):
             raise OptionError(f"Expected {key}= as a dict of that method's fit options, but got {value!r}.")
