@@ -74,7 +74,8 @@ class ProgramBinding:
             )
         if self.structure is not None:
             self._check_observations(args)
-        trace = self._trace(args)
+        with sites.auto_dims() as automatic:  # which plates let Pyro choose their dim
+            trace = self._trace(args)
         if self.structure is not None and not any(
             trace.nodes.get(s, {}).get("is_observed") for s in self.structure["observed"]
         ):
@@ -83,7 +84,7 @@ class ProgramBinding:
                 "but no value reached them; pass the argument(s) they observe, or call fit.predict(...) to "
                 "predict them."
             )
-        structure = sites.structure(trace, self.plate_choice, tuple(observed))
+        structure = sites.structure(trace, self.plate_choice, tuple(observed), automatic)
         structure["observed_args"] = sites.observed_arguments(args, trace, structure["observed"])
         if self.structure is None:
             self.structure, self.train_args = structure, args

@@ -24,6 +24,13 @@ class ProgramChecks:
         for name, site in self.latent_sites.items():
             if site["enumerated"]:
                 continue
+            if site["discrete"] and site.get("sequential"):
+                raise MethodError(
+                    f"Expected discrete latents summed out in parallel for method={method!r}, but site "
+                    f"{name!r} is marked infer={{'enumerate': 'sequential'}}, which Pyro's TraceEnum_ELBO "
+                    "sums out only in a guide; mark it 'parallel' (the program must then broadcast over "
+                    "its values), or use method='importance', which samples it."
+                )
             if site["discrete"]:
                 raise MethodError(
                     f"Expected continuous latent sites for method={method!r}, but site {name!r} is discrete "

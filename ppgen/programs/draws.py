@@ -20,7 +20,9 @@ from pyro.poutine.util import site_is_subsample
 
 from ppgen.core import TOTAL
 from ppgen.errors import OptionError
+from ppgen.programs.contraction import contracted_log_likelihood, recycles_enumeration
 from ppgen.programs.sites import plate_size
+from ppgen.programs.subsampling import unit_chunks
 from ppgen.programs.vectorise import LAYOUTS, draws_plate, free, reshaped, run_draws
 
 __all__ = [
@@ -39,6 +41,20 @@ __all__ = [
 def site_log_likelihood(
     program, args: dict, draws: dict[str, torch.Tensor] | None, *, same_units: bool | None = None
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """``log p(y_site,i | θ_s)`` per observed site and unit, each ``(S, N)``, and their sum over sites;
+    a plate with Pyro's ``subsample_size=`` is scored chunk by chunk, so every unit is scored once."""
+    parts = []
+    for context, kept, unscale in unit_chunks(program):
+        with context:
+            terms, _ = _site_log_likelihood(program, args, draws, same_units)
+        parts.append(terms if kept is None else {k: v[:, kept] * unscale for k, v in terms.items()})
+    terms = {k: torch.cat([part[k] for part in parts], -1) for k in parts[0]}
+    return terms, sum(terms.values())
+
+
+def _site_log_likelihood(
+    program, args: dict, draws: dict[str, torch.Tensor] | None, same_units: bool | None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """``log p(y_site,i | θ_s)`` per observed site and unit, each ``(S, N)``, and their sum over sites.
 
     Enumerated discrete latents are summed out exactly (``log Σ_z p(z | ·) p(y | z, ·)``); the
@@ -47,17 +63,27 @@ def site_log_likelihood(
     """
     total = 1 if draws is None else next(iter(draws.values())).shape[0]
     draws = _usable(program, draws or {}, args, same_units)
+    if recycles_enumeration(program, args):  # pyro.markov chains: Pyro's contraction, draw by draw
+        terms = contracted_log_likelihood(program, args, draws)
+        return terms, sum(terms.values())
     for layout in LAYOUTS if draws else LAYOUTS[:1]:
         try:
             terms = _pointwise(program, args, draws, total, layout)
-        except (RuntimeError, ValueError, IndexError, _NotVectorisable):
+        except (RuntimeError, ValueError, IndexError, AssertionError, NotImplementedError, _NotVectorisable):
             continue
         first = _pointwise(program, args, {k: v[:1] for k, v in draws.items()}, 1, None) if draws else terms
         if all(_close(terms[k][0], first[k][0]) for k in first):
             return terms, sum(terms.values())
-    rows = [
-        _pointwise(program, args, {k: v[s : s + 1] for k, v in draws.items()}, 1, None) for s in range(total)
-    ]
+    try:
+        rows = [
+            _pointwise(program, args, {k: v[s : s + 1] for k, v in draws.items()}, 1, None)
+            for s in range(total)
+        ]
+    except (AssertionError, NotImplementedError):
+        if not any(site["enumerated"] for site in program.latent_sites.values()):
+            raise
+        terms = contracted_log_likelihood(program, args, draws)  # enumeration coupled across plates
+        return terms, sum(terms.values())
     terms = {k: torch.cat([row[k] for row in rows]) for k in rows[0]}
     return terms, sum(terms.values())
 

@@ -70,7 +70,14 @@ class LocalParams(poutine.messenger.Messenger):
                 raise OptionError(f"Expected an initial value for pyro.param({name!r}, ...), but got none.")
             init = init() if callable(init) else torch.as_tensor(init)
             program._new_param(name, init, msg["kwargs"].get("constraint", dist.constraints.real))
-        msg["value"] = program._constrained(name)
+        value = program._constrained(name)
+        if msg["kwargs"].get("event_dim") is not None:
+            # Inside a subsampling plate Pyro slices the value and files the indices on its
+            # unconstrained parameter, which it finds as ``value._pyro_unconstrained_param``.
+            raw = program.local_params[program.param_index[name]]
+            value = raw.view_as(raw) if value is raw else value
+            value._pyro_unconstrained_param = raw
+        msg["value"] = value
         msg["done"] = True
 
     def module(self, name: str, nn_module: torch.nn.Module) -> torch.nn.Module:

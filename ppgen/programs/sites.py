@@ -1,14 +1,16 @@
 """What one trace tells about a user's program, and how its arguments are bound.
 
 The observed sites are those with values (``obs=`` or conditioned from outside); the units are the
-entries of the outermost plate around all of them (PYRO_NOTES 9: rely on a frame's ``dim``, not the
-order of ``cond_indep_stack``); latent sites are classified as per-unit or global, enumerated or not.
+entries of the outermost plate around all of them (the leftmost dim the user chose, or the plate
+entered first where Pyro allocated the dims); latent sites are classified as per-unit or global,
+enumerated or not.
 ``pyro.deterministic`` sites are recorded by name: never data (unless conditioned with ``observed=``),
 latents or parameters, only values computed from them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +19,7 @@ import numpy as np
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.poutine import runtime
 
 from ppgen.data import as_tensor
 from ppgen.errors import DataError, OptionError
@@ -32,8 +35,14 @@ __all__ = [
 ]
 
 
-def structure(trace: poutine.Trace, plate_choice: str | None, conditioned: tuple[str, ...]) -> dict[str, Any]:
-    """Observed sites, the unit plate and its size, latent sites — from one trace of the program."""
+def structure(
+    trace: poutine.Trace,
+    plate_choice: str | None,
+    conditioned: tuple[str, ...],
+    automatic: set[str] | frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Observed sites, the unit plate and its size, latent sites — from one trace of the program
+    (``automatic``: the plates whose dim Pyro allocated, see :func:`auto_dims`)."""
     sites = {n: s for n, s in trace.nodes.items() if s["type"] == "sample"}
     # pyro.deterministic records its value as an observation of itself; it is data only when conditioned.
     for name, site in sites.items():
@@ -70,7 +79,7 @@ def structure(trace: poutine.Trace, plate_choice: str | None, conditioned: tuple
             )
         plate = plate_choice
     else:
-        plate = min(common, key=lambda name: frames[0][name].dim) if common else None
+        plate = _outermost(common, sites[observed[0]]["cond_indep_stack"], automatic)
     all_dims = [f.dim for s in sites.values() for f in s["cond_indep_stack"] if f.vectorized]
     latent = {}
     for name, site in sites.items():
@@ -80,6 +89,7 @@ def structure(trace: poutine.Trace, plate_choice: str | None, conditioned: tuple
         latent[name] = {
             "local": plate is not None and any(f.name == plate for f in site["cond_indep_stack"]),
             "enumerated": site["infer"].get("enumerate") == "parallel",
+            "sequential": site["infer"].get("enumerate") == "sequential",
             "discrete": bool(getattr(fn, "has_enumerate_support", False)) or fn.support.is_discrete,
             "support": fn.support,
             "distribution": type(fn).__name__,
@@ -92,7 +102,7 @@ def structure(trace: poutine.Trace, plate_choice: str | None, conditioned: tuple
         "observed_args": (),
         "plate": plate,
         "plate_dim": frames[0][plate].dim if plate is not None else None,
-        "n_units": frames[0][plate].size if plate is not None else 1,
+        "n_units": _full_size(frames[0][plate]) if plate is not None else 1,
         "latent": latent,
         "max_plate_nesting": -min(all_dims) if all_dims else 0,
         "observed_shapes": {n: tuple(sites[n]["value"].shape) for n in observed},
@@ -119,12 +129,54 @@ def _same_data(arg: Any, value: Any) -> bool:
     return arg.untyped_storage().data_ptr() == value.untyped_storage().data_ptr()
 
 
+def _outermost(common: set[str], stack, automatic) -> str | None:
+    """The units' plate among those around every observed site.
+
+    Dims the user chose describe the data's layout, so the leftmost one is the outermost. Dims Pyro
+    allocated do not: it gives the first plate entered -1 and a plate nested inside it -2, so there
+    the plate entered first is the outermost (documents, not words, in LDA). Pyro lists a site's
+    frames outermost first (each plate prepends its frame as the message passes out through it).
+    """
+    if not common:
+        return None
+    frames = [f for f in stack if f.name in common]
+    if all(f.name in automatic for f in frames):
+        return frames[0].name
+    return min(frames, key=lambda f: f.dim).name
+
+
+@contextlib.contextmanager
+def auto_dims():
+    """Record the plates entered in the block whose ``dim`` Pyro allocated (``dim=None``)."""
+    allocator = runtime._DIM_ALLOCATOR
+    original = allocator.allocate
+    found: set[str] = set()
+
+    def allocate(name, dim):
+        if dim is None:
+            found.add(name)
+        return original(name, dim)
+
+    allocator.allocate = allocate
+    try:
+        yield found
+    finally:
+        del allocator.allocate  # back to the class's method (the instance held none before)
+        if allocator.allocate != original:
+            allocator.allocate = original
+
+
+def _full_size(frame) -> int:
+    """A plate's size; for a subsampling plate (``subsample_size=``), all of its units."""
+    return frame.full_size if getattr(frame, "full_size", None) is not None else frame.size
+
+
 def plate_size(trace: poutine.Trace, plate: str | None) -> int:
     """The size of ``plate`` in ``trace`` (1 without one, as a program with one unit)."""
     for site in trace.nodes.values():
         for frame in site.get("cond_indep_stack", ()):
             if frame.name == plate:
-                return frame.size
+                return _full_size(frame)
     return 1
 
 
