@@ -14,6 +14,7 @@ import sys
 from typing import NoReturn
 
 from ppgen import __version__
+from ppgen.app.calibrate_command import add_calibrate_parser
 from ppgen.app.listing import print_list
 from ppgen.errors import PpgenError
 
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="ppgen-report", help="output folder (default ppgen-report)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
+    add_calibrate_parser(sub)
     return parser
 
 

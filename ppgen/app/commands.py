@@ -22,6 +22,7 @@ import torch
 
 from ppgen.api import applicable_methods, compare, fit
 from ppgen.app import registry
+from ppgen.app.calibrate_command import cmd_calibrate
 from ppgen.app.cli_data import (
     is_program_reference,
     load_data,
@@ -284,4 +285,5 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compare": cmd_compare,
     "tutorial": cmd_tutorial,
     "tour": cmd_tour,
+    "calibrate": cmd_calibrate,
 }

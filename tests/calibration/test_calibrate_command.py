@@ -1,8 +1,7 @@
-"""``ppgen calibrate FILE.py:NAME --data FILE.csv``: the verb (through its own parser) writes the page."""
+"""``ppgen calibrate FILE.py:NAME --data FILE.csv``: the verb, through the ``ppgen`` command line, writes
+the page and the pickled Calibration; a bad --methods list is one error line."""
 
-import argparse
-
-from ppgen.app.calibrate_command import add_calibrate_parser, cmd_calibrate
+from ppgen.app.cli import main
 
 PROGRAM = """
 import pyro, pyro.distributions as dist
@@ -17,10 +16,8 @@ def normal(x, y=None):
 def test_calibrate_verb_writes_html_and_pickle(tmp_path, capsys):
     (tmp_path / "model.py").write_text(PROGRAM)
     (tmp_path / "args.csv").write_text("x,y\n0,1\n1,2\n2,0\n3,1\n")
-    parser = argparse.ArgumentParser()
-    add_calibrate_parser(parser.add_subparsers(dest="command"))
     for out in ("cal.html", "cal.pkl"):
-        args = parser.parse_args(
+        argv = (
             [
                 "calibrate",
                 f"{tmp_path}/model.py:normal",
@@ -32,6 +29,6 @@ def test_calibrate_verb_writes_html_and_pickle(tmp_path, capsys):
             + ["--num-simulations", "3", "--num-workers", "1", "--option", "mle.num_steps=30"]
             + ["--out", str(tmp_path / out)]
         )
-        assert cmd_calibrate(args) == 0
+        assert main(argv) == 0
     assert "<table" in (tmp_path / "cal.html").read_text()
     assert "mle" in capsys.readouterr().out
