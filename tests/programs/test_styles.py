@@ -10,6 +10,8 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from pyro import poutine
+from pyro.contrib.autoname import scope
 from pyro.infer import SVI, Trace_ELBO
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
@@ -176,3 +178,57 @@ def test_sequential_enumeration_in_the_model_is_refused_by_name():
     with pytest.raises(MethodError, match="'z' is marked infer=.*sequential.*importance"):
         ppgen.fit(switch, {"data": torch.zeros(5)}, method="map")
     assert ppgen.applicable_methods(switch, {"data": torch.zeros(5)}) == ["importance"]
+
+
+def _factor(data):
+    loc = pyro.sample("loc", dist.Normal(0.0, 10.0))
+    pyro.factor("pull_to_one", -0.5 * (loc - 1.0) ** 2)
+    with pyro.plate("data", len(data)):
+        pyro.sample("obs", dist.Normal(loc, 1.0), obs=data)
+
+
+def _scaled(data):
+    loc = pyro.sample("loc", dist.Normal(0.0, 10.0))
+    with poutine.scale(scale=2.0), pyro.plate("data", len(data)):
+        pyro.sample("obs", dist.Normal(loc, 1.0), obs=data)
+
+
+def _masked(data):
+    loc = pyro.sample("loc", dist.Normal(0.0, 10.0))
+    with pyro.plate("data", len(data)), poutine.mask(mask=torch.arange(len(data)) % 3 != 0):
+        pyro.sample("obs", dist.Normal(loc, 1.0), obs=data)
+
+
+@scope(prefix="reg")
+def _scoped(data):
+    loc = pyro.sample("loc", dist.Normal(0.0, 10.0))
+    with pyro.plate("data", len(data)):
+        return pyro.sample("obs", dist.Normal(loc, 1.0), obs=data)
+
+
+def _closed_form_map(name: str, y: torch.Tensor) -> float:
+    """argmax of N(loc | 0, 10²) · Π N(y | loc, 1) with each style's extra term, in closed form."""
+    kept = y[torch.arange(len(y)) % 3 != 0]
+    return {
+        "factor": float((y.sum() + 1.0) / (len(y) + 1.0 + 0.01)),
+        "scale": float(2 * y.sum() / (2 * len(y) + 0.01)),
+        "mask": float(kept.sum() / (len(kept) + 0.01)),
+        "scope": float(y.sum() / (len(y) + 0.01)),
+    }[name]
+
+
+@pytest.mark.parametrize(
+    "name, program, site",
+    [
+        ("factor", _factor, "loc"),
+        ("scale", _scaled, "loc"),
+        ("mask", _masked, "loc"),
+        ("scope", _scoped, "reg/loc"),
+    ],
+)
+def test_factor_scale_mask_and_scopes_reach_the_closed_form_map(name, program, site):
+    # Reference: each program's MAP in closed form (a normal mean with the style's extra term);
+    # Adam's 50 steps and L-BFGS finish it to 1e-4.
+    y = torch.randn(30, generator=torch.Generator().manual_seed(5)) + 1.5
+    fit = ppgen.fit(program, {"data": y}, method="map", num_steps=50, seed=0, progress=False)
+    assert abs(float(fit.params[site]) - _closed_form_map(name, y)) < 1e-4
