@@ -157,8 +157,24 @@ def attach_guide_posterior(fit: Fit, auto, x, covariates, point: bool) -> None:
             fit.draws = {k: v.detach().unsqueeze(0) for k, v in auto.median(x, **covariates).items()}
             fit.params.update({k: v[0] for k, v in fit.draws.items()})
             return
-        samples = [auto(x, **covariates) for _ in range(POSTERIOR_DRAWS)]
-    attach_draws(fit, {k: torch.stack([s[k] for s in samples]).detach() for k in samples[0]}, x, covariates)
+        draws = guide_draws(auto, POSTERIOR_DRAWS, getattr(fit.model, "max_plate_nesting", 1), x, covariates)
+    attach_draws(fit, draws, x, covariates)
+
+
+def guide_draws(auto, count: int, nesting: int, x, covariates) -> dict[str, torch.Tensor]:
+    """``count`` draws of an autoguide's sites ``{site: (S, *shape)}``: one run of the guide inside a
+    draws plate left of the program's plates (as Pyro's vectorised ELBO particles), checked against
+    one plain draw's shapes; a guide that does not broadcast is run once per draw instead."""
+    one = auto(x, **covariates)
+    try:
+        with pyro.plate("_draws", count, dim=-nesting - 1):
+            batch = auto(x, **covariates)
+        if set(batch) == set(one) and all(batch[k].numel() == count * one[k].numel() for k in one):
+            return {k: batch[k].detach().reshape(count, *one[k].shape) for k in one}
+    except (RuntimeError, ValueError, IndexError, NotImplementedError):
+        pass
+    samples = [auto(x, **covariates) for _ in range(count)]
+    return {k: torch.stack([s[k] for s in samples]).detach() for k in samples[0]}
 
 
 def attach_draws(fit: Fit, draws: dict[str, torch.Tensor], x, covariates) -> None:
