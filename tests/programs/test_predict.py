@@ -1,9 +1,9 @@
 """Prediction at new inputs and ``pyro.deterministic`` sites (issue 23, items 1 and 3).
 
 References, each named where it is used: the closed-form posterior predictive of a conjugate linear
-regression (known noise: Normal), ordinary least squares for the plug-in line, and Pyro's own
-``Predictive(model, posterior_samples)(x_new)`` on the same program and the same posterior draws.
-Tolerances are Monte Carlo ones, stated with each assertion; every fit is seeded.
+regression (known noise: Normal; unknown noise: Student-t), ordinary least squares for the plug-in
+line, and Pyro's own ``Predictive(model, posterior_samples)(x_new)`` on the same program and the
+same posterior draws. Tolerances are Monte Carlo ones, stated with each assertion; every fit is seeded.
 """
 
 import warnings
@@ -95,6 +95,50 @@ def test_posterior_predictive_at_new_inputs_is_the_closed_form(line_nuts):
     frame = fit.predict(pd.DataFrame({"x": X_NEW.numpy()}), seed=1)
     torch.testing.assert_close(frame["y"], pred["y"], rtol=0, atol=0)
     assert fit.sample(7, seed=0, x=X_NEW).shape == (7, 3)
+
+
+def noisy_line(x, y=None):
+    """Unknown noise, conjugate: sigma² ~ InvGamma(3, 2), (a, b) | sigma² ~ N(0, 4 sigma² I)."""
+    variance = pyro.sample("variance", dist.InverseGamma(x.new_tensor(3.0), x.new_tensor(2.0)))
+    coef = pyro.sample("coef", dist.Normal(x.new_tensor(0.0), 2.0 * variance.sqrt()).expand([2]).to_event(1))
+    with pyro.plate("rows", x.shape[0]):
+        return pyro.sample("y", dist.Normal(coef[..., :1] + coef[..., 1:] * x, variance.sqrt()), obs=y)
+
+
+def _student_t(x, y, x_new):
+    """The Normal-inverse-gamma posterior predictive at x_new: Student-t (df, loc, scale)."""
+    design = torch.stack([torch.ones_like(x), x], 1)
+    vn = torch.linalg.inv(torch.eye(2, dtype=x.dtype) / 4.0 + design.T @ design)
+    mn = vn @ design.T @ y
+    alpha = 3.0 + len(x) / 2
+    beta = 2.0 + 0.5 * float(y @ y - mn @ torch.linalg.inv(vn) @ mn)
+    rows = torch.stack([torch.ones_like(x_new), x_new], 1)
+    scale = (beta / alpha * (1 + (rows @ vn * rows).sum(1))).sqrt()
+    return 2 * alpha, rows @ mn, scale
+
+
+def test_predictive_with_unknown_noise_is_the_student_t():
+    # Reference: the closed-form Student-t posterior predictive of the conjugate regression (the issue's
+    # check). NUTS, 600 draws: the mean within 4 Monte Carlo errors (sd / sqrt(S / 2)), the sd within
+    # 12 % of the Student-t's sd, scale · sqrt(df / (df - 2)).
+    x, y = _line_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ppgen.fit(
+            noisy_line,
+            {"x": x, "y": y},
+            method="mcmc",
+            num_samples=600,
+            warmup_steps=300,
+            seed=0,
+            progress=False,
+        )
+    pred = fit.predict({"x": X_NEW}, seed=2)["y"]
+    df, loc, scale = _student_t(x, y, X_NEW)
+    sd = scale * (df / (df - 2)) ** 0.5
+    assert pred.shape == (600, 3)
+    assert ((pred.mean(0) - loc).abs() < 4 * sd / (600 / 2) ** 0.5).all(), (pred.mean(0), loc)
+    assert ((pred.std(0) / sd - 1).abs() < 0.12).all(), (pred.std(0), sd)
 
 
 def test_deterministic_sites_are_in_the_posterior_and_summary(line_nuts):
