@@ -12,7 +12,7 @@ import pytest
 import torch
 from pyro import poutine
 from pyro.contrib.autoname import scope
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
@@ -282,3 +282,50 @@ def test_an_amortised_guide_trains_as_in_pyro():
         svi.step(y)
     assert abs(float(ours.params["m"]) - float(pyro.param("m"))) < 0.1
     assert set(ours.params) >= {"encoder.linear.weight", "encoder.linear.bias", "m", "s"}
+
+
+def pyro_hmm_model_1(sequences, lengths):
+    """Pyro's HMM example, model 1, rewritten: a plate of sequences (dim -2), a plate of tones (dim -1)
+    inside a pyro.markov loop, and a mask past each sequence's length."""
+    data_dim = sequences.shape[2]
+    probs_x = pyro.sample("probs_x", dist.Dirichlet(0.9 * torch.eye(2) + 0.1).to_event(1))
+    probs_y = pyro.sample("probs_y", dist.Beta(0.1, 0.9).expand([2, data_dim]).to_event(2))
+    tones = pyro.plate("tones", data_dim, dim=-1)
+    with pyro.plate("sequences", sequences.shape[0], dim=-2):
+        state = 0
+        for t in pyro.markov(range(sequences.shape[1])):
+            with poutine.mask(mask=(t < lengths).unsqueeze(-1)):
+                state = pyro.sample(
+                    f"x_{t}", dist.Categorical(probs_x[state]), infer={"enumerate": "parallel"}
+                )
+                with tones:
+                    pyro.sample(f"y_{t}", dist.Bernoulli(probs_y[state.squeeze(-1)]), obs=sequences[:, t])
+
+
+class _PriorsDropped(poutine.messenger.Messenger):
+    def __init__(self, names):
+        super().__init__()
+        self.names = names
+
+    def _pyro_sample(self, msg):
+        if msg["name"] in self.names:
+            msg["mask"] = False
+
+
+def test_pyros_hmm_example_scores_each_sequence_as_pyros_trace_enum():
+    # Reference: Pyro's TraceEnum_ELBO run directly with the fit's estimates conditioned and their priors
+    # masked, once per sequence (every other sequence's length set to 0): -loss = log p(sequence i).
+    # Tolerance 1e-4 (float32 contractions in a different order).
+    sequences = (torch.rand(4, 6, 3, generator=torch.Generator().manual_seed(7)) > 0.6).float()
+    lengths = torch.tensor([6, 4, 5, 6])
+    args = {"sequences": sequences, "lengths": lengths}
+    fit = ppgen.fit(pyro_hmm_model_1, args, method="map", num_steps=30, seed=0, progress=False)
+    assert fit.model.unit_plate == "sequences"
+    values = {k: fit.params[k] for k in ("probs_x", "probs_y")}
+    conditioned = _PriorsDropped(set(values))(poutine.condition(pyro_hmm_model_1, data=values))
+    expected = []
+    for i in range(4):
+        only = torch.where(torch.arange(4) == i, lengths, torch.zeros_like(lengths))
+        elbo = TraceEnum_ELBO(max_plate_nesting=2)
+        expected.append(-elbo.loss(conditioned, lambda *a, **k: None, sequences, only))
+    assert_close(fit.log_prob(args), torch.tensor(expected), atol=1e-4)
