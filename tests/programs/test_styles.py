@@ -329,3 +329,38 @@ def test_pyros_hmm_example_scores_each_sequence_as_pyros_trace_enum():
         elbo = TraceEnum_ELBO(max_plate_nesting=2)
         expected.append(-elbo.loss(conditioned, lambda *a, **k: None, sequences, only))
     assert_close(fit.log_prob(args), torch.tensor(expected), atol=1e-4)
+
+
+def _stick_breaking(beta: torch.Tensor) -> torch.Tensor:
+    remaining = (1 - beta).cumprod(-1)
+    return torch.nn.functional.pad(beta, (0, 1), value=1) * torch.nn.functional.pad(
+        remaining, (1, 0), value=1
+    )
+
+
+@pyro.infer.config_enumerate
+def truncated_dp(data):
+    """The Dirichlet-process tutorial's truncated stick-breaking mixture (T = 4 sticks), 2-D."""
+    with pyro.plate("beta_plate", 3):
+        beta = pyro.sample("beta", dist.Beta(1.0, 1.0))
+    with pyro.plate("mu_plate", 4):
+        mu = pyro.sample("mu", dist.MultivariateNormal(torch.zeros(2), 5 * torch.eye(2)))
+    with pyro.plate("data", data.shape[0]):
+        z = pyro.sample("z", dist.Categorical(_stick_breaking(beta)))
+        pyro.sample("obs", dist.MultivariateNormal(mu[z], torch.eye(2)), obs=data)
+
+
+def test_stick_breaking_mixture_scores_as_its_closed_form_mixture_density():
+    # Reference: log Σ_k w_k N(x | mu_k, I) at the MAP's sticks and means, by hand (1e-4); the
+    # components start at k-means centres, so two of them sit on the two clusters' sample means (within
+    # 0.05: the N(0, 5 I) prior moves a mean of 40 points by about |mean| / 200).
+    generator = torch.Generator().manual_seed(8)
+    left, right = torch.randn(40, 2, generator=generator) - 3, torch.randn(40, 2, generator=generator) + 3
+    data = torch.cat([left, right])
+    fit = ppgen.fit(truncated_dp, {"data": data}, method="map", num_steps=100, seed=0, progress=False)
+    weights, mu = _stick_breaking(fit.params["beta"]), fit.params["mu"]
+    components = dist.MultivariateNormal(mu, torch.eye(2)).log_prob(data[:, None, :]) + weights.log()
+    assert_close(fit.log_prob({"data": data}), components.logsumexp(-1), atol=1e-4)
+    used = mu[weights > 0.1]
+    for cluster in (left, right):
+        assert float((used - cluster.mean(0)).norm(dim=1).min()) < 0.05
