@@ -12,9 +12,11 @@ with ``w̄ = w / Σ w``. The log evidence comes with its delta-method standard e
 1992). The proposal is the prior (``proposal="prior"``), the program's own guide (``"guide"``), or
 a fitted ``svi`` fit of the same program (its guide: importance-reweighting a variational fit).
 
-Each proposal runs the program once (one Python call per particle, as in Pyro's ``Importance``):
-a simulator program cannot be batched. ``fit.draws`` are ``num_samples`` draws resampled by the
-weights (multinomial, seeded), so ``summary``, ``predict`` and LOO read a posterior like any other.
+Where the program broadcasts, all proposals run in one pass inside a particles plate (as Pyro's
+vectorised ELBO particles), checked on the first and last proposal against a plain run; a simulator
+that reads its latents as numbers runs once per proposal, as Pyro's ``Importance`` always does.
+``fit.draws`` are ``num_samples`` draws resampled by the weights (multinomial, seeded), so
+``summary``, ``predict`` and LOO read a posterior like any other.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numbers
 import time
 import warnings
 
+import pyro
 import torch
 from pyro import poutine
 from tqdm.auto import tqdm
@@ -153,6 +156,76 @@ class Importance:
 
 
 def _propose(model, proposal, count: int, x, covariates, options) -> tuple[dict, torch.Tensor]:
+    """``count`` proposals in one vectorised run where the program broadcasts over a particles plate
+    (checked on the first and last proposal against a plain run), else one run per proposal."""
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = _propose_together(model, proposal, count, x, covariates)
+        if found is not None:
+            return found
+    except (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError):
+        pass  # a simulator reads numbers, or shapes do not broadcast: one run per proposal
+    return _propose_each(model, proposal, count, x, covariates, options)
+
+
+def _propose_together(model, proposal, count: int, x, covariates) -> tuple[dict, torch.Tensor] | None:
+    nesting = max(1, getattr(model, "max_plate_nesting", 1))
+    with poutine.block(), pyro.plate("_particles", count, dim=-nesting - 1):
+        if proposal is None:
+            model_trace = poutine.trace(model.model).get_trace(x, **covariates)
+            log_weights = _per_particle(model_trace, count, nesting, lambda site: site["is_observed"])
+        else:
+            guide_trace = poutine.trace(proposal).get_trace(x, **covariates)
+            replayed = poutine.replay(model.model, trace=guide_trace)
+            model_trace = poutine.trace(replayed).get_trace(x, **covariates)
+            _check_covers(model_trace, guide_trace)
+            log_weights = _per_particle(model_trace, count, nesting) - _per_particle(
+                guide_trace, count, nesting
+            )
+    plain = poutine.trace(model.model).get_trace(x, **covariates)
+    shapes = {n: site["value"].shape for n, site in plain.nodes.items() if _is_latent(site)}
+    values = {}
+    for name, site in model_trace.nodes.items():
+        if _is_latent(site) and name in shapes:
+            value = site["value"].detach()
+            if value.numel() != count * shapes[name].numel():
+                return None
+            values[name] = value.reshape(count, *shapes[name])
+    for index in (0, count - 1):  # the same weight as one plain run at that proposal's values
+        one = {k: v[index] for k, v in values.items()}
+        scored = poutine.trace(poutine.condition(model.model, data=one)).get_trace(x, **covariates)
+        if proposal is None:  # the latents' own terms cancel against the prior that proposed them
+            expected = scored.log_prob_sum(
+                lambda name, site, drawn=one: name not in drawn and site["is_observed"]
+            )
+        else:
+            guided = poutine.trace(poutine.condition(proposal, data=one)).get_trace(x, **covariates)
+            expected = scored.log_prob_sum() - guided.log_prob_sum()
+        if not torch.allclose(log_weights[index], expected.double(), rtol=1e-4, atol=1e-3):
+            return None
+    return values, log_weights
+
+
+def _per_particle(trace, count: int, nesting: int, keep=lambda site: True) -> torch.Tensor:
+    """Each particle's summed log-density of the trace's sample sites (``keep`` picks them), ``(S,)``."""
+    total = torch.zeros(count, dtype=torch.float64)
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample" or not keep(site):
+            continue
+        log_prob = site["fn"].log_prob(site["value"])
+        if site.get("mask") is not None:
+            log_prob = log_prob * site["mask"]
+        log_prob = log_prob.reshape((1,) * (nesting + 1 - log_prob.dim()) + log_prob.shape)
+        if log_prob.dim() > nesting + 1:
+            raise ValueError("enumeration or extra dims: not one particle per row")
+        axis = log_prob.dim() - nesting - 1
+        per = log_prob.movedim(axis, 0).reshape(log_prob.shape[axis], -1).sum(1) * site.get("scale", 1.0)
+        total = total + per.double().expand(count)
+    return total
+
+
+def _propose_each(model, proposal, count: int, x, covariates, options) -> tuple[dict, torch.Tensor]:
     """``count`` proposals: the latents' values ``{site: (S, ...)}`` and the log weights ``(S,)``.
 
     From the prior the latents' terms cancel, so one run of the program scores its observations;
