@@ -12,7 +12,6 @@ LOO/WAIC. Pointwise log-likelihoods come from the model's own ``log_prob`` per d
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import numbers
 import time
 import warnings
@@ -26,6 +25,7 @@ from ppgen.core import GenerativeModel, global_latent_sites, untransformable_pri
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.checkpoints import check_checkpoint_options, read_checkpoint
 from ppgen.inference.nuts import Potential, Settings, diagnose, run_chains
+from ppgen.inference.nuts.driver import map_chains
 from ppgen.inference.nuts.potential import COMPILERS, CaptureError, choose_compiler
 from ppgen.inference.nuts.pyro_chain import CHECKPOINT_EVERY, chain_checkpoint_path, frozen, run_pyro_chain
 from ppgen.inference.options import check_options
@@ -245,34 +245,11 @@ def _run_pyro(model, x, covariates, options):
         (_kernel, model, x, covariates, options, seed + c, progress and c == 0, c, num_chains)
         for c in range(num_chains)
     ]
-    if num_chains > 1 and options.get("parallel", True):
-        _JOBS[:] = jobs
-        try:
-            with mp.get_context("fork").Pool(min(num_chains, mp.cpu_count())) as pool:
-                return pool.map(_chain_worker, range(num_chains))
-        finally:
-            _JOBS.clear()
-    results = []
-    threads = torch.get_num_threads()  # each chain sets one thread: restored for the caller
-    try:
-        for job in jobs:
-            results.append(run_pyro_chain(*job))
-            if results[-1][2]:
-                break  # Ctrl-C: keep the chains (and draws) so far
-    finally:
-        torch.set_num_threads(threads)
-    return results
+    return map_chains(run_pyro_chain, jobs, bool(options.get("parallel", True)))
 
 
 #: Jobs of the running parallel Pyro fit; forked workers inherit them, so nothing is pickled on
 #: the way in (a model with lambda priors, e.g. the conjugate ones, cannot be pickled).
-_JOBS: list = []
-
-
-def _chain_worker(index: int):
-    return run_pyro_chain(*_JOBS[index])
-
-
 def _check_choices(options: dict) -> None:
     for key, allowed, default in (
         ("kernel", KERNELS, "nuts"),

@@ -29,7 +29,7 @@ from ppgen.inference.nuts.integrator import Point
 from ppgen.inference.nuts.potential import Potential
 from ppgen.inference.nuts.trajectory import hmc_transition, nuts_transition
 
-__all__ = ["Settings", "Chain", "run_chains", "STAT_NAMES"]
+__all__ = ["Settings", "Chain", "run_chains", "map_chains", "STAT_NAMES"]
 
 #: Per-draw statistics, in ArviZ's ``sample_stats`` names (az.plot_energy, az.bfmi read them).
 STAT_NAMES = ("diverging", "tree_depth", "n_steps", "step_size", "energy", "lp", "acceptance_rate")
@@ -187,18 +187,11 @@ class Chain:
 
 
 #: Chains of the running fit; forked workers inherit them (the compiled potential is not picklable).
-_JOBS: list = []
-
-
 def _run_one(potential, settings, seed, chain, checkpoint, resume, progress):
     torch.set_num_threads(1)  # one core per chain; also keeps the compiled reductions' order fixed
     runner = Chain(potential, settings, potential.initial[chain], seed, chain)
     interrupted = runner.run(checkpoint, resume, progress)
     return (*runner.result(), interrupted)
-
-
-def _worker(index: int):
-    return _run_one(*_JOBS[index])
 
 
 def run_chains(
@@ -211,18 +204,33 @@ def run_chains(
         (potential, settings, seed, c, checkpoint, resume, progress and c == 0)
         for c, (checkpoint, resume) in enumerate(files)
     ]
+    return map_chains(_run_one, jobs, parallel)
+
+
+_TASK: list = []  # (run, jobs) of the current map_chains, read by the forked workers
+
+
+def _forked(index: int):
+    run, jobs = _TASK[0]
+    return run(*jobs[index])
+
+
+def map_chains(run, jobs: list[tuple], parallel: bool) -> list:
+    """``run(*job)`` for every chain: in forked processes, one a core (PYRO_NOTES 7), or one after the
+    other in this process, stopping after a chain that reports Ctrl-C (its third result), with torch's
+    thread count restored for the caller (each chain runs on one thread)."""
     if len(jobs) > 1 and parallel:
-        _JOBS[:] = jobs
+        _TASK[:] = [(run, jobs)]
         try:
             with mp.get_context("fork").Pool(min(len(jobs), mp.cpu_count())) as pool:
-                return pool.map(_worker, range(len(jobs)))
+                return pool.map(_forked, range(len(jobs)))
         finally:
-            _JOBS.clear()
+            _TASK.clear()
     results = []
     threads = torch.get_num_threads()
     try:
         for job in jobs:
-            results.append(_run_one(*job))
+            results.append(run(*job))
             if results[-1][2]:
                 break  # Ctrl-C: keep the chains (and draws) so far
     finally:
