@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -147,6 +148,8 @@ def fit(
     if program:  # a user's program: bind its arguments and discover its sites before the checks
         x, covariates = model.bind(data, dtype=dtype, observed=observed)
     _check_method(model, method, options)
+    if program and method == "mcmc":
+        _warn_masked_latents(model)
     device = _device_for(method, options.pop("device", None))
     _check_data_parallel(method, backend)
     if program:
@@ -170,6 +173,19 @@ def fit(
     if covariates and not result.covariates:
         result.covariates = covariates
     return result
+
+
+def _warn_masked_latents(model: GenerativeModel) -> None:
+    masked = model.partly_masked_latents()
+    if masked:
+        warnings.warn(
+            f"Latent site {masked[0]!r} has entries whose density is masked out (obs_mask= imputes only the "
+            "masked positions, yet samples the site at every position): NUTS moves those entries with no "
+            "density, so they wander and fill the tree depth, as in Pyro. Their draws mean nothing; for "
+            "imputation prefer method='map' or 'svi', or impute in a site of its own.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _model_data(model: GenerativeModel, data: Any, backend: Any, dtype: torch.dtype | None):

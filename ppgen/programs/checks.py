@@ -58,6 +58,18 @@ class ProgramChecks:
                 "through a distribution (e.g. Normal(net(z), scale))."
             )
 
+    def partly_masked_latents(self) -> list[str]:
+        """Latent sites with some entries masked out (``obs_mask=``'s ``<site>_unobserved`` at the
+        observed positions, ``poutine.mask`` around a latent): those entries have no density."""
+        with torch.no_grad(), poutine.block(), torch.random.fork_rng():
+            trace = poutine.trace(self.model).get_trace(None, **self.train_args)
+        found = []
+        for name in self.latent_sites:
+            mask = trace.nodes[name].get("mask") if name in trace.nodes else None
+            if isinstance(mask, torch.Tensor) and not bool(mask.all()):
+                found.append(name)
+        return found
+
     def check_guide(self, args: dict) -> None:
         """A hand-written guide must draw every latent site the model does not sum out."""
         with torch.no_grad(), poutine.block():

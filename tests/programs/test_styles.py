@@ -18,6 +18,7 @@ from torch.distributions import constraints
 
 import ppgen
 from ppgen.errors import MethodError
+from ppgen.programs.door import as_fit_model
 from ppgen.programs.draws import site_log_likelihood
 from tests.common import assert_close
 
@@ -364,3 +365,16 @@ def test_stick_breaking_mixture_scores_as_its_closed_form_mixture_density():
     used = mu[weights > 0.1]
     for cluster in (left, right):
         assert float((used - cluster.mean(0)).norm(dim=1).min()) < 0.05
+
+
+def test_nuts_on_an_obs_mask_program_warns_that_the_masked_entries_have_no_density():
+    # Reference: by construction, obs_mask samples obs_unobserved at every position and masks the
+    # observed ones out; NUTS would move those with no density. A program without masks: no warning.
+    data = torch.randn(12, generator=torch.Generator().manual_seed(9))
+    mask = torch.arange(12) % 3 != 0
+    options = dict(method="mcmc", num_samples=10, warmup_steps=10, seed=0, progress=False)
+    with pytest.warns(UserWarning, match="'obs_unobserved' has entries whose density is masked out"):
+        ppgen.fit(imputed, {"data": data, "mask": mask}, **options)
+    program = as_fit_model(_factor)
+    program.bind({"data": data})
+    assert program.partly_masked_latents() == []
