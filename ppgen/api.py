@@ -62,14 +62,15 @@ def _check_applies(model: GenerativeModel, method: str, options: dict) -> None:
         method == "mcmc" or method in ("svi", "map") and _uses_autoguide(model, options)
     ):
         model.check_transformable(method)  # NUTS and Normal autoguides move latents in real space
-    if is_program(model) and method in ("mcmc", "importance"):
-        for plate, (size, full) in subsampled_plates(model).items():
-            raise MethodError(
-                f"Expected the exact log-density of every unit for method={method!r}, but plate {plate!r} "
-                f"subsamples {size} of {full} units per run (subsample_size=): each run scores a random "
-                "part of the data. Drop subsample_size= for this method, or fit with 'svi', 'map' or 'mle', "
-                "which are built for minibatches."
-            )
+    subsampled = is_program(model) and method in ("mcmc", "importance") and subsampled_plates(model)
+    if subsampled:
+        plate, (size, full) = next(iter(subsampled.items()))
+        raise MethodError(
+            f"Expected the exact log-density of every unit for method={method!r}, but plate {plate!r} "
+            f"subsamples {size} of {full} units per run (subsample_size=): each run scores a random "
+            "part of the data. Drop subsample_size= for this method, or fit with 'svi', 'map' or 'mle', "
+            "which are built for minibatches."
+        )
     if is_program(model) and model.is_bayesian and method in GRADIENT_LATENT_METHODS:
         cut = latents_without_gradient_path(model)
         if cut:

@@ -208,19 +208,20 @@ def _propose_together(model, proposal, count: int, x, covariates) -> tuple[dict,
 
 
 def _per_particle(trace, count: int, nesting: int, keep=lambda site: True) -> torch.Tensor:
-    """Each particle's summed log-density of the trace's sample sites (``keep`` picks them), ``(S,)``."""
+    """Each particle's summed log-density of the trace's sample sites (``keep`` picks them), ``(S,)``;
+    Pyro's ``compute_log_prob`` applies each site's scale and mask."""
+    wanted = lambda name, site: type(site["fn"]).__name__ != "_Subsample" and keep(site)  # noqa: E731
+    trace.compute_log_prob(wanted)
     total = torch.zeros(count, dtype=torch.float64)
-    for site in trace.nodes.values():
-        if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample" or not keep(site):
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or not wanted(name, site):
             continue
-        log_prob = site["fn"].log_prob(site["value"])
-        if site.get("mask") is not None:
-            log_prob = log_prob * site["mask"]
+        log_prob = site["log_prob"]
         log_prob = log_prob.reshape((1,) * (nesting + 1 - log_prob.dim()) + log_prob.shape)
         if log_prob.dim() > nesting + 1:
             raise ValueError("enumeration or extra dims: not one particle per row")
         axis = log_prob.dim() - nesting - 1
-        per = log_prob.movedim(axis, 0).reshape(log_prob.shape[axis], -1).sum(1) * site.get("scale", 1.0)
+        per = log_prob.movedim(axis, 0).reshape(log_prob.shape[axis], -1).sum(1)
         total = total + per.double().expand(count)
     return total
 

@@ -12,8 +12,9 @@ import torch
 
 from ppgen.errors import OptionError
 from ppgen.inference import distributed
+from ppgen.inference.loop import training_mode
 
-__all__ = ["polish", "polishes", "is_deterministic"]
+__all__ = ["polish", "polishes", "is_deterministic", "polish_if_deterministic"]
 
 
 def polishes(options: dict) -> bool:
@@ -63,3 +64,13 @@ def polish(loss_fn, params, history: list[float], converged: bool) -> tuple[list
                 p.copy_(b)
         return history, converged
     return [*history, end], True
+
+
+def polish_if_deterministic(applies: bool, full_loss, params, history, converged, parts):
+    """A MAP (point guides) over every unit with nothing sampled is deterministic: L-BFGS finishes it
+    (``parts``: the modules the loss trains, in training mode); ``(history, converged, polished)``."""
+    if not applies or not is_deterministic(full_loss):
+        return history, converged, False
+    with training_mode(*parts):
+        history, converged = polish(full_loss, params, history, converged)
+    return history, converged, True

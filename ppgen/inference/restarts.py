@@ -115,10 +115,13 @@ def _exchangeable(site: dict) -> str | None:
 
 def exchangeable_sites(model: GenerativeModel, x: torch.Tensor, covariates: dict) -> dict[str, str]:
     """``{site: plate}`` of the global latents whose prior is identical over the K elements of a plate."""
-    trace = _trace(model, x, covariates)
+    return _exchangeable_in(_trace(model, x, covariates), model.unit_plate)
+
+
+def _exchangeable_in(trace, unit_plate: str | None) -> dict[str, str]:
     found = {}
     for name, site in trace.nodes.items():
-        if _is_global(site, model.unit_plate):
+        if _is_global(site, unit_plate):
             plate = _exchangeable(site)
             if plate is not None:
                 found[name] = plate
@@ -180,17 +183,17 @@ def _same_support(a, b) -> bool:
 
 
 def start_values(
-    model: GenerativeModel, x: torch.Tensor, covariates: dict, attempt: int, seed: int | None
+    trace, unit_plate: str | None, attempt: int, seed: int | None
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Start values for attempt ``attempt`` and how each was chosen (``"k-means++"`` or ``"prior"``).
+    """Start values for attempt ``attempt`` and how each was chosen (``"k-means++"`` or ``"prior"``),
+    from one trace of the program (:func:`_trace`).
 
     Attempt 0 changes only the exchangeable sites (the rest start at the prior median as always);
     later attempts draw every other global latent from its prior too.
     """
     generator = torch.Generator().manual_seed((0 if seed is None else int(seed)) * 1000 + attempt)
-    trace = _trace(model, x, covariates)
-    exchangeable = exchangeable_sites(model, x, covariates)
-    observed = _observed_rows(trace, model.unit_plate)
+    exchangeable = _exchangeable_in(trace, unit_plate)
+    observed = _observed_rows(trace, unit_plate)
     values, how = {}, {}
     for name in exchangeable:
         site = trace.nodes[name]
@@ -211,7 +214,7 @@ def start_values(
     with torch.random.fork_rng():
         torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
         for name, site in trace.nodes.items():
-            if name in values or not _is_global(site, model.unit_plate):
+            if name in values or not _is_global(site, unit_plate):
                 continue
             if (name in exchangeable and exchangeable[name] not in broken) or attempt > 0:
                 values[name] = autoguides.init_to_sample(site=site).detach()
@@ -248,13 +251,13 @@ def best_of_starts(
     options = {k: v for k, v in options.items() if k != "n_init"}
     seed = options.get("seed")
     given = options.get("init")
+    trace = _trace(model, x, covariates) if automatic else None  # one run tells every start
     if automatic:
-        trace = _trace(model, x, covariates)
         given = check_init(given, {n: s for n, s in trace.nodes.items() if _is_global(s, model.unit_plate)})
     fresh = [copy.deepcopy(model) for _ in range(int(n_init) - 1)]
     tried: list[tuple[float, Fit, dict]] = []
     for attempt in range(int(n_init)):
-        values, how = start_values(model, x, covariates, attempt, seed) if automatic else ({}, {})
+        values, how = start_values(trace, model.unit_plate, attempt, seed) if automatic else ({}, {})
         how = {k: v for k, v in how.items() if k not in (given or {})}
         run = dict(options)
         if attempt > 0:

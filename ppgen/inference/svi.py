@@ -33,7 +33,7 @@ from ppgen.inference.loop import TrainConfig, train, training_mode
 from ppgen.inference.marginal import fit_marginal_mle
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.options import check_options
-from ppgen.inference.polish import is_deterministic, polish, polishes
+from ppgen.inference.polish import polish_if_deterministic, polishes
 from ppgen.inference.posterior import kept_after_training
 from ppgen.inference.renyi import renyi_loss
 from ppgen.inference.restarts import best_of_starts
@@ -220,8 +220,7 @@ class SVI:
 
     def _starts(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, options: dict) -> Fit:
         """``n_init`` restarts; exchangeable globals start at data-driven points (inference/restarts.py)."""
-        own_guide = getattr(model, "user_guide", None) is not None
-        guide_name = options.get("guide", "normal" if model.is_bayesian and not own_guide else "model")
+        guide_name = _guide_name(model, options)
         automatic = model.is_bayesian and isinstance(guide_name, str) and guide_name != "model"
         if options.get("n_init", 1) != 1 and not automatic and not is_program(model):
             raise OptionError(
@@ -235,7 +234,7 @@ class SVI:
 
     def _fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         own_guide = getattr(model, "user_guide", None) is not None
-        guide_name = options.get("guide", "normal" if model.is_bayesian and not own_guide else "model")
+        guide_name = _guide_name(model, options)
         loss_name = options.get("loss", "auto")
         if loss_name not in LOSSES:
             raise OptionError(f"Expected loss in {LOSSES}, but got {loss_name!r}.")
@@ -319,7 +318,7 @@ class SVI:
             )
         batches.indices = None  # the fitted guide describes every unit again
         stopping = config.stopping(history)
-        history, converged, polished = _polish_point_guides(
+        history, converged, polished = polish_if_deterministic(
             polishes(options) and guide_name == "delta" and track is None and traceable,
             lambda: step_loss(x, covariates, batches.weight, n),
             params,
@@ -375,13 +374,10 @@ class MAP(SVI):
         return self._starts(model, x, covariates, {**options, "guide": "delta"})
 
 
-def _polish_point_guides(applies: bool, full_loss, params, history, converged, parts):
-    """A MAP (point guides) over every unit with nothing sampled is deterministic: L-BFGS finishes it."""
-    if not applies or not is_deterministic(full_loss):
-        return history, converged, False
-    with training_mode(*parts):
-        history, converged = polish(full_loss, params, history, converged)
-    return history, converged, True
+def _guide_name(model: GenerativeModel, options: dict):
+    """``guide=``, else ``"normal"`` for a model with priors and no guide of its own, else ``"model"``."""
+    own_guide = getattr(model, "user_guide", None) is not None
+    return options.get("guide", "normal" if model.is_bayesian and not own_guide else "model")
 
 
 def _plate_nesting(model: GenerativeModel, options: dict) -> int:

@@ -30,7 +30,15 @@ __all__ = ["recycles_enumeration", "contracted_log_likelihood"]
 
 
 def recycles_enumeration(program, args: dict) -> bool:
-    """Whether two enumerated sites of one run share an enumeration dim (``pyro.markov`` chains)."""
+    """Whether two enumerated sites of one run share an enumeration dim (``pyro.markov`` chains): a
+    fact of the program's structure, found by one enumerated run and kept with the program."""
+    known = program.__dict__.get("_recycles_enumeration")
+    if known is None:
+        known = program.__dict__["_recycles_enumeration"] = _recycles(program, args)
+    return known
+
+
+def _recycles(program, args: dict) -> bool:
     enumerated = [n for n, s in program.latent_sites.items() if s["enumerated"]]
     if len(enumerated) < 2:
         return False

@@ -90,6 +90,8 @@ def structure(
             "local": plate is not None and any(f.name == plate for f in site["cond_indep_stack"]),
             "enumerated": site["infer"].get("enumerate") == "parallel",
             "sequential": site["infer"].get("enumerate") == "sequential",
+            # some entries without a density (obs_mask's imputed site at the observed positions)
+            "partly_masked": isinstance(site["mask"], torch.Tensor) and not bool(site["mask"].all()),
             "discrete": bool(getattr(fn, "has_enumerate_support", False)) or fn.support.is_discrete,
             "support": fn.support,
             "distribution": type(fn).__name__,
@@ -104,6 +106,7 @@ def structure(
         "plate_dim": frames[0][plate].dim if plate is not None else None,
         "n_units": _full_size(frames[0][plate]) if plate is not None else 1,
         "latent": latent,
+        "subsampled": _subsampled(sites),
         "max_plate_nesting": -min(all_dims) if all_dims else 0,
         "observed_shapes": {n: tuple(sites[n]["value"].shape) for n in observed},
         "observed_event_dims": {n: len(sites[n]["fn"].event_shape) for n in observed},
@@ -164,6 +167,16 @@ def auto_dims():
         del allocator.allocate  # back to the class's method (the instance held none before)
         if allocator.allocate != original:
             allocator.allocate = original
+
+
+def _subsampled(sites: dict) -> dict[str, tuple[int, int]]:
+    """``{plate: (subsample_size, size)}`` of the plates that subsample (Pyro's ``subsample_size=``)."""
+    return {
+        f.name: (int(f.size), int(f.full_size))
+        for site in sites.values()
+        for f in site["cond_indep_stack"]
+        if getattr(f, "full_size", None) is not None and f.size < f.full_size
+    }
 
 
 def _full_size(frame) -> int:

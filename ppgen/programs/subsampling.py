@@ -17,22 +17,9 @@ __all__ = ["subsampled_plates", "unit_chunks"]
 
 
 def subsampled_plates(program) -> dict[str, tuple[int, int]]:
-    """``{plate: (subsample_size, size)}`` of the plates that subsample (computed once per program)."""
-    cached = program.__dict__.get("_subsampled_plates")
-    if cached is not None:
-        return dict(cached)
-    found: dict[str, tuple[int, int]] = {}
-    args = getattr(program, "train_args", None)
-    if args is not None:
-        with torch.no_grad(), poutine.block(), torch.random.fork_rng():
-            trace = poutine.trace(program.model).get_trace(None, **args)
-        for site in trace.nodes.values():
-            for frame in site.get("cond_indep_stack", ()):
-                full = getattr(frame, "full_size", None)
-                if full is not None and frame.size is not None and frame.size < full:
-                    found[frame.name] = (int(frame.size), int(full))
-    program.__dict__["_subsampled_plates"] = tuple(found.items())
-    return found
+    """``{plate: (subsample_size, size)}`` of the plates that subsample, as the program's first run
+    showed them (:func:`ppgen.programs.sites.structure`)."""
+    return dict((program.structure or {}).get("subsampled", {}))
 
 
 class _Indices(poutine.messenger.Messenger):
