@@ -10,7 +10,9 @@ regression n = 2000 d = 10, varying intercepts 50 groups n = 1000), two posterio
 (``arK-arK``: AR(5), T = 200; ``kidiq-kidscore_momhsiq``: n = 434, unstandardised predictors) on
 simulated data of the posteriordb sizes, and the scale rows (logistic regression at n = 1e4, 1e5).
 
-    python benchmarks/nuts.py [--programs schools,baseball] [--no-pyro] [--pyro-only schools,...]
+    python benchmarks/nuts.py [--programs schools,baseball] [--pyro schools,...] [--nutpie]
+
+``--nutpie`` adds nutpie (Rust NUTS) driven by ppgen's compiled potential (benchmarks/nutpie_trial.py).
 """
 
 from __future__ import annotations
@@ -229,28 +231,35 @@ def _row(seconds: float, by_chain: dict, steps: float = math.nan, extras: dict |
 
 # ----------------------------------------------------------------------------- report
 def table(results: dict) -> str:
-    lines = [
-        "| program | ppgen | NumPyro | Pyro `MCMC` | ppgen / NumPyro |",
-        "|---|---|---|---|---|",
-    ]
-    ratios = []
+    nutpie = any("nutpie" in rows for rows in results.values())
+    keys = ("ppgen mcmc", "numpyro NUTS", "pyro NUTS") + (("nutpie",) if nutpie else ())
+    head = "| program | ppgen | NumPyro | Pyro `MCMC` |" + (" nutpie (ppgen's potential) |" if nutpie else "")
+    head += " ppgen / NumPyro |" + (" nutpie / NumPyro |" if nutpie else "")
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    ratios: dict[str, list[float]] = {"ppgen mcmc": [], "nutpie": []}
     for name, rows in results.items():
         cells = []
-        for key in ("ppgen mcmc", "numpyro NUTS", "pyro NUTS"):
+        for key in keys:
             r = rows.get(key)
             cells.append(
                 f"{r['seconds']:.1f} s, {r['min_ess']:.0f} → {r['ess_per_s']:.1f}/s" if r else "not run"
             )
-        ratio = ""
-        if rows.get("numpyro NUTS") and rows.get("ppgen mcmc"):
-            value = rows["ppgen mcmc"]["ess_per_s"] / rows["numpyro NUTS"]["ess_per_s"]
-            ratio = f"{value:.2f}×"
-            if not name.startswith("logistic_"):
-                ratios.append(value)
-        lines.append(f"| {TITLES[name]} | {' | '.join(cells)} | {ratio} |")
-    if ratios:
-        lines.append(f"\nGeometric mean of the ratio over the {len(ratios)} programs (scale rows apart): "
-                     f"**{math.exp(np.mean(np.log(ratios))):.2f}×**; lowest {min(ratios):.2f}×.")  # fmt: skip
+        for key in ("ppgen mcmc", "nutpie")[: 1 + nutpie]:
+            ratio = ""
+            if rows.get("numpyro NUTS") and rows.get(key):
+                value = rows[key]["ess_per_s"] / rows["numpyro NUTS"]["ess_per_s"]
+                ratio = f"{value:.2f}×"
+                if not name.startswith("logistic_"):
+                    ratios[key].append(value)
+            cells.append(ratio)
+        lines.append(f"| {TITLES[name]} | {' | '.join(cells)} |")
+    for key, label in (("ppgen mcmc", "ppgen"), ("nutpie", "nutpie")):
+        if ratios[key]:
+            geomean = math.exp(np.mean(np.log(ratios[key])))
+            lines.append(
+                f"\n{label}: geometric mean of the ratio to NumPyro over the {len(ratios[key])} "
+                f"programs (scale rows apart) **{geomean:.2f}×**; lowest {min(ratios[key]):.2f}×."
+            )
     return "\n".join(lines)
 
 
@@ -258,6 +267,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--programs", default=",".join(TITLES))
     parser.add_argument("--pyro", default="schools,baseball,logistic,intercepts", help="programs Pyro runs")
+    parser.add_argument("--nutpie", action="store_true", help="also nutpie driven by ppgen's potential")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # each chain on one core, both cores busy with 2 chains
     results = {}
@@ -269,6 +279,10 @@ def main(argv=None) -> dict:
             rows["numpyro NUTS"] = numpyro_row
         if name in args.pyro.split(","):
             rows["pyro NUTS"] = run_pyro(name, data)
+        if args.nutpie:
+            from nutpie_trial import run_nutpie  # benchmarks/ is on sys.path when run as a script
+
+            rows["nutpie"] = run_nutpie(name, data)
         results[name] = rows
         print(name, json.dumps(rows), flush=True)
     print(table(results))

@@ -207,8 +207,9 @@ def _run_ppgen(model, x, covariates, options):
             warnings.simplefilter("ignore")  # Pyro's tracer chatter; the capture is checked instead
             pyro.set_rng_seed(seed)
             potential = Potential(
-                model.model, (x,), covariates, _max_plate_nesting(model, options), num_chains, compiler
-            )
+                model.model, (x,), covariates, _max_plate_nesting(model, options), num_chains, compiler,
+                max_depth=options.get("max_tree_depth", 10), dense=bool(options.get("dense_mass", False)),
+            )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     settings = Settings(

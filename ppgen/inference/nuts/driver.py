@@ -26,6 +26,7 @@ from ppgen.errors import OptionError
 from ppgen.inference.checkpoints import check_shapes, read_checkpoint, write_checkpoint
 from ppgen.inference.nuts.adaptation import WindowAdaptation
 from ppgen.inference.nuts.integrator import Point
+from ppgen.inference.nuts.leaf import fused_hmc_transition, fused_nuts_transition
 from ppgen.inference.nuts.potential import Potential
 from ppgen.inference.nuts.trajectory import hmc_transition, nuts_transition
 
@@ -116,16 +117,33 @@ class Chain:
         """One transition; during warm-up it adapts, afterwards it keeps the draw and its statistics."""
         s, adaptation, point = self.settings, self.adaptation, self.point
         step_size = adaptation.step_size
-        if s.kernel == "nuts":
+        leaf = getattr(self.potential, "leaf", None)  # the fused leaf, where the potential has one
+        if leaf is not None and self.potential.max_depth != s.max_tree_depth:
+            leaf = None  # captured for another depth (mcmc captures for the settings' depth)
+        fused = leaf is not None and self.potential.dense == adaptation.metric.dense
+        common = (point.q, point.potential, point.grad)
+        if s.kernel == "nuts" and fused:
+            move = fused_nuts_transition(
+                *common, leaf, adaptation.metric, step_size, self.rng, max_depth=s.max_tree_depth
+            )
+        elif s.kernel == "nuts":
             move = nuts_transition(
-                point.q, point.potential, point.grad, self.potential, adaptation.metric, step_size, self.rng,
-                max_depth=s.max_tree_depth,
+                *common, self.potential, adaptation.metric, step_size, self.rng, max_depth=s.max_tree_depth
+            )
+        elif fused:
+            move = fused_hmc_transition(
+                *common, leaf, adaptation.metric, step_size, self.rng, num_steps=s.num_leapfrog_steps,
+                max_depth=self.potential.max_depth,
             )  # fmt: skip
         else:
             move = hmc_transition(
-                point.q, point.potential, point.grad, self.potential, adaptation.metric, step_size, self.rng,
+                *common,
+                self.potential,
+                adaptation.metric,
+                step_size,
+                self.rng,
                 num_steps=s.num_leapfrog_steps,
-            )  # fmt: skip
+            )
         self.point = Point(move.q, move.q, move.potential, move.grad)
         if self.iteration < s.num_warmup:
             adaptation.update(self.iteration, move.accept_prob, self.point, self.potential, self.rng)

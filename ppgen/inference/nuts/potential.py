@@ -5,30 +5,37 @@ Pyro's ``initialize_model`` gives the potential of the program's latents (constr
 and their log-Jacobians; enumerated discrete latents summed out by its einsum evaluator, as
 Pyro's NUTS does). Pyro checks supports and NaNs at every site while it runs (PYRO_NOTES 12),
 so the program is run once with validation on at the initial point, then captured with
-validation off by ``make_fx`` as "potential + ``torch.autograd.grad``": one flat graph of aten
-operations with the data closed over as constants. That graph is then compiled by
+validation off by ``make_fx`` inside the sampler's whole leapfrog step (the fused leaf of
+:mod:`~ppgen.inference.nuts.leaf`: kicks, drift, "potential + ``torch.autograd.grad``", energy
+error, checkpoint update and U-turn checks): one flat graph of aten operations with the data
+closed over as constants. ``U, ∇U`` alone is that leaf at rest (zero momentum and step). The
+graph is then compiled by
 
-* ``"inductor"`` — ``torch._inductor.compile_fx`` on the graph (no Dynamo: the graph is already
-  flat, so there are no guards to evaluate per call). Measured on this machine, one thread,
-  per log-density-and-gradient: eight schools 0.020 ms (eager Pyro 0.82, the FX graph run
-  eagerly 0.49, ``torch.jit.trace`` of the graph 0.14, ``torch.compile`` 0.043 with its
-  guards); 50-group hierarchy 0.023 ms (trace 0.22); logistic n=2000 0.13 ms (trace 0.13: the
-  matrix product dominates). Costs 2–5 s of compilation (17 s on a cold inductor cache);
+* ``"inductor"`` — ``compile_fx_inner`` on the graph decomposed for inductor (no Dynamo, no AOT
+  autograd wrappers, no per-call size asserts: the graph is flat and its shapes fixed). Measured
+  on this machine, one thread, per log-density-and-gradient (before the fused leaf): eight schools
+  0.020 ms (eager Pyro 0.82, the FX graph run eagerly 0.49, ``torch.jit.trace`` of the graph 0.14,
+  ``torch.compile`` 0.043 with its guards); 50-group hierarchy 0.023 ms (trace 0.22); logistic
+  n=2000 0.13 ms (trace 0.13: the matrix product dominates). Costs 1–3 s of compilation with a
+  warm inductor cache, plus ~3 s to import inductor once per process (17 s on a cold cache);
+  a second capture of the same graph and data in one process reuses the compiled leaf
+  (:data:`CACHE_SIZE`);
 * ``"trace"`` — ``torch.jit.trace`` of the same graph: 0.07–0.1 s to build, 5–10x slower per
   call on small programs. ``"auto"`` takes it for short runs and for graphs that close over
   much data (large products dominate, inductor gains nothing: :data:`INDUCTOR_MAX_DATA`);
-* ``"eager"`` (``jit_compile=False``) — Pyro's potential every call: nothing captured; the
-  program runs (and can be interrupted) at every gradient.
+* ``"eager"`` (``jit_compile=False``) — the leaf run eagerly, Pyro's potential every call:
+  nothing captured; the program runs (and can be interrupted) at every gradient.
 
 A captured graph checks nothing and fixes Python control flow at the initial point, so the
-compiled and the eager potential must agree (value and gradient) at two points before the
-compiled one is used; capture errors and disagreements raise :class:`CaptureError`, whose
+compiled and the eager potential must agree (value and gradient) at two points, and one whole
+leaf with random momenta, before the compiled one is used; capture errors and disagreements raise :class:`CaptureError`, whose
 message says why (the backend then runs Pyro's NUTS with a warning).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import warnings
 from collections.abc import Callable
 
@@ -36,6 +43,8 @@ import numpy as np
 import pyro
 import torch
 from pyro.infer.mcmc.util import initialize_model
+
+from ppgen.inference.nuts.leaf import NO_CHECKS, make_leaf
 
 __all__ = ["Potential", "CaptureError", "choose_compiler", "COMPILERS"]
 
@@ -50,6 +59,10 @@ INDUCTOR_FROM = 1000
 INDUCTOR_MAX_DATA = 10_000
 #: Agreement of compiled and eager potential (relative, value and gradient): reordered sums only.
 TOLERANCE = {torch.float64: 1e-8, torch.float32: 2e-4}
+#: Compiled leaves kept across fits (key: graph code, closed-over data, compiler, threads): a second
+#: fit of the same program on the same data in this process compiles nothing.
+CACHE_SIZE = 8
+_CACHE: dict[tuple, Callable] = {}
 
 
 class CaptureError(RuntimeError):
@@ -72,6 +85,8 @@ class Potential:
         max_plate_nesting: as Pyro's NUTS takes it (enumerated latents use dims to its left).
         num_chains: initial points drawn (Pyro's ``init_to_uniform``, finite potential).
         compiler: ``"inductor"``, ``"trace"`` or ``"eager"``.
+        max_depth, dense: the sampler's tree depth and metric, fixed in the fused leaf's graph
+            (:mod:`~ppgen.inference.nuts.leaf`): its checkpoint rows and ``Σ p`` or ``σ² ∘ p``.
     """
 
     def __init__(
@@ -82,6 +97,8 @@ class Potential:
         max_plate_nesting: int,
         num_chains: int,
         compiler: str,
+        max_depth: int = 10,
+        dense: bool = False,
     ) -> None:
         with pyro.validation_enabled(True):  # supports, shapes and NaN checked once, here
             init, potential_fn, transforms, _ = initialize_model(
@@ -99,10 +116,11 @@ class Potential:
         self.initial = flat.detach().to(torch.float64).numpy().copy()  # (C, D)
         self._potential_fn = potential_fn
         self.compiler = compiler
-        self.calls = 0
-        self._fn = self._eager_unchecked
+        self.max_depth, self.dense = max_depth, dense
+        self._at_rest = self._at_rest_like(torch.zeros(self.size, dtype=torch.float64))
+        self.leaf = make_leaf(self._eager_unchecked, max_depth, dense)  # eager: Pyro at every step
         if compiler != "eager":
-            self._fn = self._capture(compiler)
+            self.leaf = self._capture(compiler)
 
     # ------------------------------------------------------------------ evaluation
     def _split(self, q: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -127,18 +145,31 @@ class Potential:
             return self._eager64(q)
 
     def __call__(self, q: np.ndarray) -> tuple[float, np.ndarray]:
-        u, grad = self._fn(torch.from_numpy(q))
-        return float(u), grad.numpy()
+        out = self.leaf(torch.from_numpy(np.ascontiguousarray(q, dtype=np.float64)), *self._at_rest)
+        return float(out[6][0]), out[2].numpy()
+
+    def _at_rest_like(self, q: torch.Tensor) -> tuple:
+        """The leaf's arguments after ``q`` for ``U, ∇U`` at ``q``: zero momentum, gradient and step."""
+        d, m, f64 = q.shape[0], self.max_depth, torch.float64
+        inv_mass = torch.eye(d, dtype=f64) if self.dense else torch.ones(d, dtype=f64)
+        # distinct tensors: make_fx takes one object passed twice for one input
+        return (torch.zeros(d, dtype=f64), torch.zeros(d, dtype=f64), torch.tensor(0.0, dtype=f64), inv_mass,
+                torch.tensor(0.0, dtype=f64), torch.zeros(m, d, dtype=f64), torch.zeros(m, d, dtype=f64),
+                torch.zeros(d, dtype=f64), NO_CHECKS.clone())  # fmt: skip
 
     # ------------------------------------------------------------------ capture
     def _capture(self, compiler: str) -> Callable:
         from torch.fx.experimental.proxy_tensor import make_fx  # the tracer only where it is used
 
         q0 = torch.from_numpy(self.initial[0].copy())  # float64
+        rest = self._at_rest_like(q0)
+        # a real step (p, ε ≠ 0) so that no branch of the arithmetic is specialised to zeros
+        example = (q0, torch.full_like(q0, 0.1), rest[1], torch.tensor(0.01, dtype=torch.float64), *rest[3:])
+        leaf = make_leaf(self._eager64, self.max_depth, self.dense)
         try:
             with pyro.validation_enabled(False), _no_sample_checks(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer chatter; the result is checked below
-                graph = make_fx(lambda q: self._eager64(q))(q0)  # a plain function: make_fx counts `self`
+                graph = make_fx(leaf)(*example)
         except Exception as err:  # any failure of the tracer means "this program is not capturable"
             raise CaptureError(
                 f"make_fx could not capture its potential ({type(err).__name__}: {err})"
@@ -146,20 +177,25 @@ class Potential:
         if compiler == "auto":  # inductor only where it is expected to pay for its compilation
             compiler = "inductor" if _data_size(graph) < INDUCTOR_MAX_DATA else "trace"
         self.compiler = compiler
-        return self._compile(graph, q0, compiler)
+        key = _cache_key(graph, compiler)
+        compiled = _CACHE.pop(key, None)
+        if compiled is None:
+            compiled = self._compile(graph, example, compiler)
+        self._check(compiled, q0)  # on a cache hit too: the graph matched, the program may not
+        _CACHE[key] = compiled  # most recently used last
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        return compiled
 
-    def _compile(self, graph: torch.fx.GraphModule, q0: torch.Tensor, compiler: str) -> Callable:
+    def _compile(self, graph: torch.fx.GraphModule, example: tuple, compiler: str) -> Callable:
         try:
             if compiler == "inductor":
-                compiled = _inductor(graph, q0)
-            else:
-                compiled = torch.jit.trace(graph, (q0,), check_trace=False)
+                return _inductor(graph, example)
+            return torch.jit.trace(graph, example, check_trace=False)
         except Exception as err:
             raise CaptureError(
                 f"{compiler} could not compile its potential ({type(err).__name__}: {err})"
             ) from err
-        self._check(compiled, q0)
-        return compiled
 
     def _check(self, compiled: Callable, q0: torch.Tensor) -> None:
         """The compiled potential equals the eager one at the initial point and one beside it."""
@@ -168,7 +204,8 @@ class Potential:
         for q in (q0, q0 + 0.1 * torch.randn(q0.shape, generator=generator, dtype=q0.dtype)):
             with pyro.validation_enabled(False):
                 u_eager, g_eager = self._eager64(q)
-            u_fast, g_fast = compiled(q)
+            out = compiled(q, *self._at_rest_like(q))
+            u_fast, g_fast = out[6][0], out[2]
             scale = 1.0 + float(u_eager.abs())
             if not torch.isfinite(u_eager):
                 continue  # the check point left the support: nothing to compare there
@@ -182,6 +219,25 @@ class Potential:
                     f"{float(u_fast):.6g} vs {float(u_eager):.6g}): Python control flow on latent values "
                     "or state outside the program's arguments"
                 )
+        # one whole leaf with momentum, mass and checkpoints drawn at random, against the eager leaf
+        d, m = q0.shape[0], self.max_depth
+        draw = lambda *shape: torch.randn(shape, generator=generator, dtype=torch.float64)  # noqa: E731
+        if self.dense:
+            a = draw(d, d)
+            inv_mass = torch.eye(d, dtype=torch.float64) + 0.1 * a @ a.T
+        else:
+            inv_mass = draw(d).abs() + 0.5
+        f64, ctrl = torch.float64, torch.tensor([0, 1, 0, 0])  # check rows 0..1, write none
+        args = (q0, draw(d), draw(d), torch.tensor(0.01, dtype=f64), inv_mass, torch.tensor(1.0, dtype=f64),
+                draw(m, d), draw(m, d), draw(d), ctrl)  # fmt: skip
+        with pyro.validation_enabled(False):
+            reference = make_leaf(self._eager64, m, self.dense)(*args)
+        fast = compiled(*args)
+        if not all(
+            torch.allclose(a, b, rtol=tol, atol=tol * (1.0 + float(b.abs().max())), equal_nan=True)
+            for a, b in zip(fast, reference)
+        ):
+            raise CaptureError("its compiled leapfrog step differs from the eager one (a capture error)")
 
     # ------------------------------------------------------------------ draws
     def constrain(self, draws: np.ndarray) -> dict[str, torch.Tensor]:
@@ -223,12 +279,36 @@ def _data_size(graph: torch.fx.GraphModule) -> int:
     return sum(t.numel() for t in tensors if isinstance(t, torch.Tensor))
 
 
-def _inductor(graph: torch.fx.GraphModule, q0: torch.Tensor) -> Callable:
-    """Inductor on the captured graph, compiled in this process (no worker pool: chains fork later)."""
-    import torch._inductor.config as inductor_config  # the compiler stack only when it compiles
-    from torch._inductor.compile_fx import compile_fx
+def _cache_key(graph: torch.fx.GraphModule, compiler: str) -> tuple:
+    """The graph's code and the bytes of every tensor it closes over: equal keys, equal functions."""
+    digest = hashlib.blake2b(graph.code.encode())
+    for node in graph.graph.nodes:
+        if node.op == "get_attr":
+            value = getattr(graph, node.target)
+            if isinstance(value, torch.Tensor):
+                flat = value.detach().reshape(-1).contiguous()
+                digest.update(f"{node.target}{tuple(value.shape)}{value.dtype}".encode())
+                digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return compiler, torch.get_num_threads(), digest.hexdigest()
 
-    with inductor_config.patch(compile_threads=1):
-        compiled = compile_fx(graph, [q0])
-    compiled(q0)  # the first call loads the kernels
+
+def _inductor(graph: torch.fx.GraphModule, example: tuple) -> Callable:
+    """Inductor on the captured graph, compiled in this process (no worker pool: chains fork later).
+
+    ``compile_fx_inner`` on the graph decomposed as inductor wants it, without AOT autograd's
+    runtime wrappers, and without the per-call size/stride asserts of its inputs: the sampler
+    only ever passes the shapes of ``example`` (measured: a call's Python overhead about halved)."""
+    import torch._inductor.config as inductor_config  # the compiler stack only when it compiles
+    from torch._inductor.compile_fx import compile_fx_inner
+    from torch._inductor.decomposition import select_decomp_table
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    decomposed = make_fx(graph, decomposition_table=select_decomp_table())(*example)
+    with inductor_config.patch(compile_threads=1, size_asserts=False):
+        inner = compile_fx_inner(decomposed, list(example))
+
+    def compiled(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return inner(list(args))  # boxed: inductor takes (and empties) a list
+
+    compiled(*example)  # the first call loads the kernels
     return compiled

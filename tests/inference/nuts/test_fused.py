@@ -1,0 +1,138 @@
+"""The fused leaf (one compiled call per leapfrog step, nuts/leaf.py) against the numpy reference
+(nuts/trajectory.py): one leaf to 1e-12, whole transitions to rounding with the same generator, and
+the compiled-graph cache (a second capture of the same program and data compiles nothing)."""
+
+import warnings
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from ppgen.inference.nuts import potential as potential_module
+from ppgen.inference.nuts.integrator import Point, leapfrog
+from ppgen.inference.nuts.leaf import controls, fused_hmc_transition, fused_nuts_transition, make_leaf
+from ppgen.inference.nuts.metrics import DenseMetric, DiagonalMetric
+from ppgen.inference.nuts.trajectory import checkpoint_range, hmc_transition, is_turning, nuts_transition
+
+D = 4
+COV = np.array([[2.0, 0.3, 0.0, 0.1], [0.3, 1.0, 0.2, 0.0], [0.0, 0.2, 0.5, 0.0], [0.1, 0.0, 0.0, 3.0]])
+PRECISION = np.linalg.inv(COV)
+
+
+def gaussian(q: np.ndarray) -> tuple[float, np.ndarray]:
+    g = PRECISION @ q
+    return 0.5 * float(q @ g), g
+
+
+def gaussian64(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.from_numpy(PRECISION) @ q
+    return 0.5 * (q * g).sum(), g
+
+
+def metric(dense: bool):
+    return DenseMetric(COV * 0.9) if dense else DiagonalMetric(np.diag(COV) * 1.1)
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["diagonal", "dense"])
+@pytest.mark.parametrize("leaf_index", [0, 1, 2, 7, 13])
+def test_one_fused_leaf_equals_the_numpy_leaf(dense, leaf_index):
+    # Reference: trajectory.py's leaf — leapfrog, H, ΔH, the checkpoint written on even leaves,
+    # the U-turn checks against checkpoints idx_min..idx_max — on a Gaussian target, to 1e-12.
+    rng = np.random.default_rng(leaf_index)
+    m, depth, eps, energy0 = metric(dense), 5, 0.3, 2.5
+    q, p = rng.normal(size=D), rng.normal(size=D)
+    p_ckpts, p_sum_ckpts, sub_p_sum = (
+        rng.normal(size=(depth, D)),
+        rng.normal(size=(depth, D)),
+        rng.normal(size=D),
+    )
+    new = leapfrog(Point(q, p, *gaussian(q)), eps, m, gaussian)
+    energy = new.potential + m.kinetic(new.p)
+    ref_sum = new.p.copy() if leaf_index == 0 else sub_p_sum + new.p
+    ref_ckpts, ref_sums = p_ckpts.copy(), p_sum_ckpts.copy()
+    idx_min, idx_max = checkpoint_range(leaf_index)
+    if leaf_index % 2 == 0:
+        ref_ckpts[idx_max], ref_sums[idx_max] = new.p, ref_sum
+    turning = any(
+        is_turning(
+            m.velocity(ref_ckpts[i]),
+            m.velocity(new.p),
+            ref_ckpts[i],
+            new.p,
+            ref_sum - ref_sums[i] + ref_ckpts[i],
+        )
+        for i in range(idx_min, idx_max + 1)
+    )
+    t = torch.from_numpy
+    out = make_leaf(gaussian64, depth, dense)(
+        t(q), t(p), t(gaussian(q)[1]), torch.tensor(eps, dtype=torch.float64), t(m.inverse_mass),
+        torch.tensor(energy0, dtype=torch.float64), t(p_ckpts), t(p_sum_ckpts), t(sub_p_sum),
+        controls(depth)[leaf_index],
+    )  # fmt: skip
+    for got, want in zip(out[:6], (new.q, new.p, new.grad, ref_sum, ref_ckpts, ref_sums)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        out[6][:3].numpy(), [new.potential, energy, energy - energy0], rtol=0, atol=1e-12
+    )
+    assert bool(out[6][3]) == turning
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["diagonal", "dense"])
+def test_fused_transitions_equal_the_numpy_ones_with_the_same_generator(dense):
+    # Reference: trajectory.nuts_transition / hmc_transition. The same generator state gives the
+    # same tree (directions, leaves, depth, steps) and the same draw to rounding, over 30 chained
+    # transitions with step sizes from short trees to max-depth ones.
+    m = metric(dense)
+    leaf = make_leaf(gaussian64, 6, dense)
+    for kernel in ("nuts", "hmc"):
+        q = np.array([1.0, -0.5, 0.2, 2.0])
+        a, b = np.random.default_rng(1), np.random.default_rng(1)
+        for i in range(30):
+            eps = (0.05, 0.4, 1.2)[i % 3]
+            u, g = gaussian(q)
+            if kernel == "nuts":
+                ref = nuts_transition(q, u, g, gaussian, m, eps, a, max_depth=6)
+                new = fused_nuts_transition(q, u, g, leaf, m, eps, b, max_depth=6)
+            else:
+                ref = hmc_transition(q, u, g, gaussian, m, eps, a, num_steps=7)
+                new = fused_hmc_transition(q, u, g, leaf, m, eps, b, num_steps=7, max_depth=6)
+            assert (new.n_steps, new.tree_depth, new.diverging) == (
+                ref.n_steps,
+                ref.tree_depth,
+                ref.diverging,
+            )
+            np.testing.assert_allclose(new.q, ref.q, rtol=0, atol=1e-10)
+            np.testing.assert_allclose([new.potential, new.energy, new.accept_prob],
+                                       [ref.potential, ref.energy, ref.accept_prob], rtol=1e-10)  # fmt: skip
+            assert a.bit_generator.state == b.bit_generator.state  # the same draws, in the same order
+            q = ref.q
+
+
+def test_a_second_capture_of_the_same_program_and_data_compiles_nothing(monkeypatch):
+    # The cache of compiled leaves: key = the captured graph's code and the data it closes over.
+    def model(y):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", len(y)):
+            pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    compiles = []
+    original = potential_module.Potential._compile
+    monkeypatch.setattr(
+        potential_module.Potential, "_compile", lambda self, *a: compiles.append(1) or original(self, *a)
+    )
+    y = torch.tensor([0.5, 1.5, -0.2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's chatter (mcmc silences it the same way)
+        first = potential_module.Potential(model, (y,), {}, 1, 1, "trace", max_depth=3)
+        second = potential_module.Potential(model, (y,), {}, 1, 1, "trace", max_depth=3)
+        assert len(compiles) == 1 and first.leaf is second.leaf
+        potential_module.Potential(model, (y + 1.0,), {}, 1, 1, "trace", max_depth=3)  # other data
+    assert len(compiles) == 2
+    q = np.array([0.3])
+    u, g = second(q)
+    assert u == pytest.approx(
+        0.5 * 0.3**2 + 0.5 * float(((y - 0.3) ** 2).sum()) + 2 * np.log(2 * np.pi), rel=1e-6
+    )
+    assert g[0] == pytest.approx(0.3 - float((y - 0.3).sum()), rel=1e-5)
