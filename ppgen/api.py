@@ -62,6 +62,8 @@ def _check_applies(model: GenerativeModel, method: str, options: dict) -> None:
         method == "mcmc" or method in ("svi", "map") and _uses_autoguide(model, options)
     ):
         model.check_transformable(method)  # NUTS and Normal autoguides move latents in real space
+    if is_program(model) and method in ("svi", "map", "mle") and model.structure is not None:
+        model.check_plated(method)
     subsampled = is_program(model) and method in ("mcmc", "importance") and subsampled_plates(model)
     if subsampled:
         plate, (size, full) = next(iter(subsampled.items()))

@@ -46,6 +46,19 @@ class ProgramChecks:
                     "factor) or use a hand-written guide with method='svi'."
                 ) from None
 
+    def check_plated(self, method: str) -> None:
+        """Pyro's ELBOs (and the vectorised draws of the gradient fits) need every batch dim of a latent
+        declared by a plate; NUTS and importance sampling sum the log-density whole and do not."""
+        for name, site in self.latent_sites.items():
+            if site.get("unplated") and not site["enumerated"]:
+                raise MethodError(
+                    "Expected every batch dim of a latent site declared by a pyro.plate for "
+                    f"method={method!r}, but site {name!r} has batch shape {site['batch_shape']} outside any "
+                    "plate (Pyro's own SVI refuses it too: 'invalid log_prob shape'); wrap it in "
+                    "pyro.plate(...) or add .to_event(1), or fit with method='mcmc' or 'importance', "
+                    "which take it as written."
+                )
+
     def check_density(self, method: str) -> None:
         """A likelihood needs observed sites with a density: a generator's ``pyro.deterministic`` (or
         ``Delta``) output has none, only samples."""

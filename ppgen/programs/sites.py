@@ -97,6 +97,7 @@ def structure(
             "distribution": type(fn).__name__,
             "batch_shape": tuple(fn.batch_shape),
             "shape": tuple(site["value"].shape),
+            "unplated": _unplated_dims(fn.batch_shape, site["cond_indep_stack"]),
         }
     return {
         "observed": observed,
@@ -167,6 +168,13 @@ def auto_dims():
         del allocator.allocate  # back to the class's method (the instance held none before)
         if allocator.allocate != original:
             allocator.allocate = original
+
+
+def _unplated_dims(batch_shape: torch.Size, stack) -> tuple[int, ...]:
+    """Batch dims of a site that no plate declares (``Normal(zeros(8), 1)`` outside a plate): Pyro's
+    ELBOs read every batch dim within ``max_plate_nesting`` as a plate, so they refuse such a site."""
+    plated = {f.dim for f in stack if f.vectorized}
+    return tuple(-i for i, size in enumerate(reversed(batch_shape), 1) if size != 1 and -i not in plated)
 
 
 def _subsampled(sites: dict) -> dict[str, tuple[int, int]]:
