@@ -153,9 +153,11 @@ class Fit:
     @with_local_params
     @with_local_params
     def summary(self) -> pd.DataFrame:
-        """One row per scalar parameter: estimate, sd and the 94% HDI (3%–97%) when Bayesian. An
-        empirical-Bayes fit (``mle`` of a program with priors) lists its global point estimates first
-        (sd NaN), then the per-unit latents' draws; a program's ``pyro.deterministic`` sites follow."""
+        """One row per scalar parameter: estimate, sd and the 94% HDI (3%–97%) when Bayesian. A point
+        fit's sd is its standard error from the objective's Hessian (observed information; Laplace
+        for MAP) where the objective is deterministic, else NaN (``extras["sd_skipped"]`` says why).
+        Empirical Bayes (``mle`` with priors) lists its globals first, then the per-unit latents'
+        draws; ``pyro.deterministic`` sites follow."""
         has_posterior = self.posterior is not None and "posterior" in self.posterior.groups()
         names = self.extras.get("point_estimates", ()) if has_posterior else list(self.params)
         point = {name: self.params[name] for name in names}
@@ -164,9 +166,10 @@ class Fit:
         rows = []
         for name, value in point.items():
             flat = value.detach().reshape(-1).cpu().numpy()
+            errors = self.extras.get("sd", {}).get(name, torch.full_like(value, np.nan)).reshape(-1)
             for i, v in enumerate(flat):
                 label = name if flat.size == 1 else f"{name}[{_index(value.shape, i)}]"
-                rows.append({"parameter": label, "estimate": float(v), "sd": np.nan})
+                rows.append({"parameter": label, "estimate": float(v), "sd": float(errors[i])})
         if has_posterior:
             import arviz as az
 

@@ -6,7 +6,8 @@ from ppgen.inference.em import EM
 from ppgen.inference.exact import Exact
 from ppgen.inference.importance import Importance
 from ppgen.inference.mcmc import MCMCBackend
-from ppgen.inference.svi import MAP, MLE, SVI
+from ppgen.inference.mle import MLE
+from ppgen.inference.svi import MAP, SVI
 
 BACKENDS = {
     "exact": Exact(),

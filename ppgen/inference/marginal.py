@@ -31,6 +31,7 @@ from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.polish import polish, polishes
 from ppgen.inference.posterior import inference_data, kept_after_training
 from ppgen.inference.restarts import check_init
+from ppgen.inference.standard_errors import point_errors
 from ppgen.programs.draws import draw_count, site_draws
 from ppgen.result import Fit
 
@@ -148,6 +149,8 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
     if not locals_ and config.batch_size is None and polishes(options):
         history, converged = polish(loss_fn, params, history, converged)
         extras["polish"] = "lbfgs"
+        estimates = lambda: {**model.point_estimates(), **_detached(dropped.values())}  # noqa: E731
+        extras.update(point_errors(True, loss_fn, params, estimates, n))
     fit = Fit(
         model=model,
         method="mle",

@@ -1,4 +1,4 @@
-"""Gradient backends: ``mle`` (maximum likelihood), ``svi`` (ELBO) and ``map``.
+"""Gradient backends: ``svi`` (ELBO) and ``map`` (``mle`` in :mod:`ppgen.inference.mle`).
 
 All three run the shared loop of :mod:`ppgen.inference.loop` with a torch optimiser
 and ``*_ELBO().differentiable_loss`` — not ``pyro.infer.SVI``, which fails with
@@ -28,19 +28,18 @@ from ppgen.inference.autoguide import (
     laplace,
 )
 from ppgen.inference.compiled import CompiledLoss
-from ppgen.inference.direct import direct_total_log_prob
 from ppgen.inference.loop import TrainConfig, train, training_mode
-from ppgen.inference.marginal import fit_marginal_mle
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.options import check_options
-from ppgen.inference.polish import polish_if_deterministic, polishes
+from ppgen.inference.polish import polish_if_deterministic, polishable, polishes
 from ppgen.inference.posterior import kept_after_training
 from ppgen.inference.renyi import renyi_loss
 from ppgen.inference.restarts import best_of_starts
+from ppgen.inference.standard_errors import estimates_of, point_errors
 from ppgen.inference.validation import Validation, split_validation
 from ppgen.result import Fit
 
-__all__ = ["MLE", "SVI", "MAP"]
+__all__ = ["SVI", "MAP"]
 
 GUIDES = ("model", "delta", "normal", "mvn", "laplace")
 LOSSES = ("auto", "elbo", "enum", "iwae")
@@ -66,95 +65,6 @@ def _check_trainable(model: GenerativeModel, method: str) -> None:
         raise MethodError(
             f"Expected a model with parameters to optimise for method={method!r}, but "
             f"{type(model).__name__} has none."
-        )
-
-
-class MLE:
-    """Maximum likelihood by stochastic gradients (minibatches through the data plate)."""
-
-    name = "mle"
-    options = _TRAIN_KEYS | {"seed", "validation", "num_particles", "compile", "init", "n_init", "polish"}
-
-    def check(self, model: GenerativeModel) -> None:
-        _check_trainable(model, self.name)
-        if model.is_bayesian and is_program(model):
-            model.check_transformable(self.name)  # its per-unit latents are integrated by the ELBO
-            return
-        if model.is_bayesian:
-            raise MethodError(
-                f"Expected a model without priors for method='mle', but {type(model).__name__} has priors "
-                f"on {model.prior_names}; use method='map', 'svi' or 'mcmc' (latent sites need a guide or "
-                "a posterior)."
-            )
-        # A model whose log_prob is a Monte Carlo estimate (VAE: IWAE) is not fitted through it.
-        estimate = getattr(model, "log_prob_is_estimate", False)
-        if getattr(model, "has_local_latents", False) and ("log_prob" not in model.capabilities or estimate):
-            raise MethodError(
-                f"Expected a model without local latents for method='mle', but {type(model).__name__} has "
-                "them; use method='svi' (ELBO) or 'em'."
-            )
-
-    def fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
-        check_options(options, self.options, self.name)
-        if model.is_bayesian and is_program(model):  # priors dropped, per-unit latents integrated
-            return best_of_starts(
-                lambda m, o: fit_marginal_mle(m, x, covariates, o), model, x, covariates, options
-            )
-        if options.get("init") is not None or options.get("n_init", 1) != 1 or "polish" in options:
-            raise OptionError(
-                f"Expected init=, n_init= and polish= only for a program with priors (its global latents "
-                f"start there), but {type(model).__name__} fits its own parameters; set them on the model "
-                "(e.g. GaussianMixture.initialize), or use method='em' for a mixture's restarts."
-            )
-        config = TrainConfig.from_options(options)
-        x, covariates, held = split_validation(model, x, covariates, options)
-        batches = Minibatches(x, covariates, config.batch_size, options.get("seed"))
-        n = x.shape[0]
-        use_log_prob = "log_prob" in model.capabilities and not covariates
-        # Enumerated discrete latents are summed out: TraceEnum with the empty guide is the likelihood.
-        elbo = (
-            TraceEnum_ELBO(max_plate_nesting=_plate_nesting(model, options))
-            if _has_enumeration(model, x, covariates)
-            else Trace_ELBO()
-        )
-        _check_minibatch(model, covariates, batches)
-
-        total_log_prob = direct_total_log_prob(model) if use_log_prob else None
-
-        def rows_loss(xb, cov, scale, n):
-            if use_log_prob:
-                return total_log_prob(xb) * (-scale / n)
-            with batches.scaled(scale, model.unit_plate):
-                return elbo.differentiable_loss(model.model, model.guide, xb, **cov) / n
-
-        track = _tracker(held, rows_loss, options, model)
-        params = list(model.parameters())
-        step_loss = CompiledLoss(rows_loss, params, batches, _compile(options, not use_log_prob))
-        start = time.perf_counter()
-        with training_mode(model):
-            history, converged = train(
-                lambda: step_loss(*batches.next(), n),
-                params,
-                config,
-                desc="mle",
-                batches=batches,
-                validation=track,
-            )
-        return Fit(
-            model=model,
-            method=self.name,
-            params=model.point_estimates(),
-            history=history,
-            converged=converged,
-            elapsed=time.perf_counter() - start,
-            options=options,
-            covariates=covariates,
-            n_train=n,
-            extras={
-                **(track.extras(held) if track is not None else {}),
-                "compiled": step_loss.state,
-                **config.stopping(history),
-            },
         )
 
 
@@ -319,7 +229,7 @@ class SVI:
         batches.indices = None  # the fitted guide describes every unit again
         stopping = config.stopping(history)
         history, converged, polished = polish_if_deterministic(
-            polishes(options) and guide_name == "delta" and track is None and traceable,
+            polishes(options) and polishable(guide_name, params) and track is None and traceable,
             lambda: step_loss(x, covariates, batches.weight, n),
             params,
             history,
@@ -327,6 +237,9 @@ class SVI:
             (model, auto, guide),
         )
         elapsed = time.perf_counter() - start
+        with training_mode(model, auto, guide):
+            loss = lambda: rows_loss(x, covariates, batches.weight, n)  # noqa: E731
+            errors = point_errors(polished, loss, params, estimates_of(model, auto, x, covariates), n)
         fit = Fit(
             model=model,
             method=self.name,
@@ -342,6 +255,7 @@ class SVI:
                 **(track.extras(held) if track is not None else {}),
                 "compiled": step_loss.state,
                 **({"polish": "lbfgs"} if polished else {}),
+                **errors,
                 **stopping,
             },
         )
