@@ -25,6 +25,7 @@ from pyro.ops.contract import contract_to_tensor
 
 from ppgen.core import TOTAL
 from ppgen.programs.sites import plate_size
+from ppgen.programs.vectorise import _DRAWS, LAYOUTS, draws_plate, reshaped
 
 __all__ = ["recycles_enumeration", "contracted_log_likelihood"]
 
@@ -68,8 +69,9 @@ def contracted_log_likelihood(program, args: dict, draws: dict[str, torch.Tensor
     plate = program.unit_plate if units > 1 else None  # a plate of one is dropped from packed tensors
     elbo = TraceEnum_ELBO(max_plate_nesting=max(1, program.max_plate_nesting))
     total = next(iter(draws.values())).shape[0] if draws else 1
-    rows = []
-    for s in range(total):
+    vectorised = _vectorised(program, args, draws, plate, units, total) if plate and total > 1 else None
+    rows = [] if vectorised is None else list(vectorised)
+    for s in range(len(rows), total):
         scored = _ScoreOnly({k: v[s] for k, v in draws.items()})(program.model)
         if plate is None:  # one unit: the contracted log-likelihood itself
             rows.append(torch.tensor([-elbo.loss(scored, _empty_guide, None, **args)], dtype=torch.float64))
@@ -84,21 +86,68 @@ def contracted_log_likelihood(program, args: dict, draws: dict[str, torch.Tensor
     return {"+".join(sites) if len(sites) <= 3 else TOTAL: stacked}
 
 
-def _per_unit(elbo, scored, args: dict, plate: str, units: int) -> torch.Tensor:
-    """``(N,)``: the factors contracted over everything but the units' plate."""
+def _per_unit(
+    elbo, scored, args: dict, plate: str, units: int, draws: tuple[str, int] | None = None
+) -> torch.Tensor:
+    """``(N,)``: the factors contracted over everything but the units' plate; ``(S, N)`` with
+    ``draws=(plate name, S)``, the draws' plate kept too (left)."""
     model_trace, guide_trace = next(elbo._get_traces(scored, _empty_guide, (None,), args))
     costs, log_factors, _, sum_dims, _ = _compute_model_factors(model_trace, guide_trace)
     symbol = model_trace.plate_to_symbol[plate]
-    terms = (
-        [contract_to_tensor(log_factors, sum_dims, target_ordinal=frozenset({symbol}))] if log_factors else []
-    )
+    kept_symbols = [symbol] if draws is None else [model_trace.plate_to_symbol[draws[0]], symbol]
+    target = frozenset(kept_symbols)
+    terms = [contract_to_tensor(log_factors, sum_dims, target_ordinal=target)] if log_factors else []
     terms += [term for ordinal, group in costs.items() if symbol in ordinal for term in group]
-    total = torch.zeros(units, dtype=torch.float64)
+    shape = (units,) if draws is None else (draws[1], units)
+    total = torch.zeros(shape, dtype=torch.float64)
     for term in terms:
-        summed = tuple(i for i, d in enumerate(term._pyro_dims) if d != symbol)
+        dims = term._pyro_dims
+        summed = tuple(i for i, d in enumerate(dims) if d not in kept_symbols)
         kept = term.sum(summed) if summed else term  # sum(()) would sum every dim
-        total = total + kept.double().reshape(-1).expand(units)
+        order = [d for d in dims if d in kept_symbols]
+        for name in kept_symbols:  # a term without a kept dim broadcasts along it
+            if name not in order:
+                kept, order = kept.unsqueeze(-1), order + [name]
+        kept = kept.permute(*[order.index(name) for name in kept_symbols]) if len(order) > 1 else kept
+        total = total + kept.double().reshape(tuple(kept.shape)).expand(shape)
     return total
+
+
+def _vectorised(program, args: dict, draws: dict, plate: str, units: int, total: int) -> torch.Tensor | None:
+    """``(S, N)`` from one contraction with every draw in a plate left of the program's plates (a chain
+    scored draw by draw took S traces: a minute for a capture-recapture chain); ``None`` when the
+    program does not broadcast over that plate (plain indexing of a parameter by enumerated states), as
+    a two-draw trial shows by failing or by differing from the first draw scored alone."""
+    first = _per_unit(
+        TraceEnum_ELBO(max_plate_nesting=max(1, program.max_plate_nesting)),
+        _ScoreOnly({k: v[0] for k, v in draws.items()})(program.model),
+        args,
+        plate,
+        units,
+    )
+    for layout in LAYOUTS:
+        trial = _in_draws_plate(program, args, {k: v[:2] for k, v in draws.items()}, plate, units, 2, layout)
+        if trial is not None and torch.allclose(trial[0], first, rtol=1e-4, atol=1e-4):
+            return _in_draws_plate(program, args, draws, plate, units, total, layout)
+    return None
+
+
+def _in_draws_plate(
+    program, args: dict, draws: dict, plate: str, units: int, total: int, layout: str
+) -> torch.Tensor | None:
+    nesting = program.max_plate_nesting
+    scored = _ScoreOnly(reshaped(program, draws, total, layout))(program.model)
+
+    def model(*a, **k):
+        with draws_plate(total, nesting):
+            return scored(*a, **k)
+
+    try:
+        with torch.no_grad():
+            elbo = TraceEnum_ELBO(max_plate_nesting=nesting + 1)
+            return _per_unit(elbo, model, args, plate, units, (_DRAWS, total))
+    except (RuntimeError, ValueError, IndexError, AssertionError, NotImplementedError, KeyError):
+        return None
 
 
 def _empty_guide(*args, **kwargs) -> None:

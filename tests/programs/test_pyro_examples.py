@@ -7,11 +7,15 @@ with each assertion.
 
 import pyro
 import pytest
+import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
 import ppgen
 from ppgen.errors import MethodError
+from ppgen.programs import contraction
+from ppgen.programs.door import as_fit_model
+from tests.common import assert_close
 from tests.programs import wild_examples as ex
 
 FAST = {"progress": False, "seed": 0}
@@ -41,3 +45,26 @@ def test_a_latent_batched_outside_any_plate_is_refused_by_the_elbo_methods(progr
     with pytest.raises(ValueError, match="invalid log_prob shape"):
         svi.step(**data)
     pyro.clear_param_store()
+
+
+def test_a_markov_chain_is_scored_for_every_draw_in_one_contraction():
+    # capture_recapture/cjs.py (model_2: a survival probability per occasion drawn inside the markov loop,
+    # the animals plate re-entered each step). Pointwise log-likelihoods of 64 posterior draws come from one
+    # contraction with the draws in a plate (was: one TraceEnum trace per draw, a minute for 1000 draws);
+    # reference: the same contraction draw by draw (itself checked against brute force in test_styles.py),
+    # to float32 round-off (1e-4).
+    program = as_fit_model(ex.cjs_model_2, None)
+    program.bind(ex.cjs_data(animals=12, occasions=4))
+    generator = torch.Generator().manual_seed(0)
+    draws = {
+        name: torch.rand(64, *site["shape"], generator=generator)
+        for name, site in program.latent_sites.items()
+        if not site["enumerated"]
+    }
+    vectorised = contraction._vectorised(program, program.train_args, draws, "animals", 12, 64)
+    assert vectorised is not None and vectorised.shape == (64, 12)
+    for s in (0, 17, 63):
+        one = contraction.contracted_log_likelihood(
+            program, program.train_args, {k: v[s : s + 1] for k, v in draws.items()}
+        )
+        assert_close(vectorised[s], one["total"][0], atol=1e-4)
