@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
+from pyro import poutine
 
 from ppgen.core import GenerativeModel
 from ppgen.errors import DataError, MethodError, NonFiniteLossError, OptionError
@@ -50,6 +51,7 @@ from ppgen.inference.adversarial_recipes import (
 from ppgen.inference.checkpoints import check_checkpoint_options
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.options import check_options
+from ppgen.programs.vectorise import free
 from ppgen.result import Fit
 
 __all__ = [
@@ -194,7 +196,14 @@ class Adversarial:
     def check(self, model: GenerativeModel) -> None:
         if callable(getattr(model, "check_generator", None)):  # a program: its observed site is the sample
             if model.structure is not None:
-                model.check_generator()
+                try:
+                    model.check_generator()
+                except NotImplementedError as err:  # e.g. contrib.tracking's EKFDistribution cannot sample
+                    raise MethodError(
+                        "Expected an observed site the program can draw for method='adversarial' (the game "
+                        f"compares its draws with the data), but drawing it raised NotImplementedError: {err}"
+                    ) from None
+                _check_program_has_own_parameters(model)
             return
         if not callable(getattr(model, "rsample", None)):
             raise MethodError(
@@ -302,3 +311,18 @@ def log_density_ratio(fit: Fit, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         v = fit.critic(torch.as_tensor(x, dtype=fit.data.dtype)).squeeze(-1)
     return v - 1 if loss == "f:kl" else v
+
+
+def _check_program_has_own_parameters(program) -> None:
+    """The game trains the program that emits the data: parameters only its guide declares (intro_long's
+    ``custom_guide`` given with ``method='adversarial'``) would leave the generator with nothing to train."""
+    if getattr(program, "user_guide", None) is None:
+        return
+    with program.parameters_served(), torch.no_grad():
+        trace = poutine.trace(free(program)).get_trace(None, **program.train_args)
+    if not any(site["type"] == "param" for site in trace.nodes.values()):
+        raise MethodError(
+            "Expected a generator program with parameters of its own (pyro.param or pyro.module in the "
+            "program) for method='adversarial', but only its guide has parameters; fit it with 'svi' "
+            "(which trains the guide), 'map' or 'mcmc'."
+        )

@@ -72,7 +72,9 @@ def build_autoguide(
 
     def guide(*args, **kwargs):
         values = auto(*args, **kwargs)
-        model.guide(*args, **kwargs)
+        # A user's full guide (intro_long's custom_guide given with method='map') draws the globals
+        # too: the autoguide's values own them, so its own draws of those sites are hidden.
+        poutine.block(model.guide, hide=list(values))(*args, **kwargs)
         return values
 
     return auto, guide

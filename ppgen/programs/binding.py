@@ -85,6 +85,8 @@ class ProgramBinding:
                 "predict them."
             )
         structure = sites.structure(trace, self.plate_choice, tuple(observed), automatic)
+        if structure["n_units"] < 0:  # a plate without a size (pyro.plate("data_plate")): the values say
+            structure["n_units"] = _sizeless_plate_size(trace, structure)
         structure["observed_args"] = sites.observed_arguments(args, trace, structure["observed"])
         if self.structure is None:
             self.structure, self.train_args = structure, args
@@ -225,3 +227,19 @@ class ProgramBinding:
                 f"{type(err).__name__}: {detail}"
             ) from None
         return prune_subsample_sites(trace)
+
+
+def _sizeless_plate_size(trace: poutine.Trace, structure: dict) -> int:
+    """The size of a units plate declared without one (svi_part_iii's ``pyro.plate("data_plate")``,
+    size -1, PyTorch's "any"): Pyro broadcasts it to the observed values, so their batch shape at the
+    plate's dim is its size."""
+    for name in structure["observed"]:
+        site = trace.nodes[name]
+        batch = site["value"].shape[: site["value"].dim() - len(site["fn"].event_shape)]
+        dim = structure["plate_dim"]
+        if dim is not None and len(batch) >= -dim:
+            return int(batch[dim])
+    raise DataError(
+        f"Expected the size of plate {structure['plate']!r} (declared without one) from its observed "
+        "values, but none has a batch dim there; give the plate its size: pyro.plate(name, len(data))."
+    )
