@@ -79,8 +79,8 @@ def _check_applies(model: GenerativeModel, method: str, options: dict) -> None:
             raise MethodError(
                 f"Expected every latent to reach the likelihood through differentiable operations for "
                 f"method={method!r}, but site {cut[0]!r} does not (the program reads it as a number, e.g. "
-                f"float({cut[0]}) or .item(), or never uses it): gradients would move it by its prior alone. "
-                "Use method='importance', which needs no gradients."
+                f"float({cut[0]}), .item() or .numpy(), or never uses it): gradients would move it by its "
+                "prior alone. Use method='importance', which needs no gradients."
             )
 
 

@@ -56,7 +56,12 @@ def _cut(program, names: list[str], args: dict) -> list[str]:
     }
     leaves = {name: value.clone().requires_grad_() for name, value in values.items()}
     with torch.enable_grad():
-        terms = _log_densities(program, leaves, args)
+        try:
+            terms = _log_densities(program, leaves, args)
+        except RuntimeError as error:
+            if "requires grad" not in str(error):
+                raise
+            return _refusing_gradients(program, values, args)
         unreached = []
         for name, leaf in leaves.items():
             others = [term for site, term in terms.items() if site != name and term.requires_grad]
@@ -77,6 +82,22 @@ def _cut(program, names: list[str], args: dict) -> list[str]:
             site for site in before if site != name and site in after and float(after[site]) != before[site]
         ]
         if changed or set(after) != set(before):
+            cut.append(name)
+    return cut
+
+
+def _refusing_gradients(program, values: dict, args: dict) -> list[str]:
+    """The latents the program cannot run with as gradient leaves at all (``mu.numpy()`` in Pyro's
+    inclined-plane simulator raises on a tensor that requires grad): each is read as a number."""
+    cut = []
+    for name in values:
+        leaves = dict(values, **{name: values[name].clone().requires_grad_()})
+        try:
+            with torch.enable_grad():
+                _log_densities(program, leaves, args)
+        except RuntimeError as error:
+            if "requires grad" not in str(error):
+                raise
             cut.append(name)
     return cut
 

@@ -68,3 +68,20 @@ def test_a_markov_chain_is_scored_for_every_draw_in_one_contraction():
             program, program.train_args, {k: v[s : s + 1] for k, v in draws.items()}
         )
         assert_close(vectorised[s], one["total"][0], atol=1e-4)
+
+
+def test_a_simulator_that_calls_numpy_on_its_latent_is_left_to_importance_sampling():
+    # inclined_plane.py's simulate() tests `acceleration.numpy() <= 0` and loops `while
+    # displacement.numpy() < length`: with mu a gradient leaf, PyTorch raises "Can't call numpy() on
+    # Tensor that requires grad" (Pyro's own SVI does, checked here). ppgen used to list and start every
+    # gradient method and fail inside; now they are refused before any work, naming mu and 'importance'.
+    data = ex.inclined_plane_data(n=2)
+    assert ppgen.applicable_methods(ex.inclined_plane_model, data) == ["importance"]
+    for method in ("mle", "svi", "map", "mcmc"):
+        with pytest.raises(MethodError, match=r"site 'mu' does not .*importance"):
+            ppgen.fit(ex.inclined_plane_model, data, method=method, **FAST)
+    pyro.clear_param_store()
+    svi = SVI(ex.inclined_plane_model, AutoNormal(ex.inclined_plane_model), pyro.optim.Adam({}), Trace_ELBO())
+    with pytest.raises(RuntimeError, match="requires grad"):
+        svi.step(**data)
+    pyro.clear_param_store()
