@@ -270,6 +270,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--nutpie", action="store_true", help="also nutpie driven by ppgen's potential")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # each chain on one core, both cores busy with 2 chains
+    load_before = os.getloadavg()[0]  # a shared machine moves wall times: say how loaded it was
     results = {}
     for name in args.programs.split(","):
         data = make_data(name)
@@ -295,6 +296,7 @@ def main(argv=None) -> dict:
         "rows": {k: v for k, v in schools.items() if k != "pyro NUTS" or v},  # eight schools (headline)
         "programs": results,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
     }
     if "pyro NUTS" in schools:
         result["ppgen_overhead"] = round(

@@ -36,7 +36,6 @@ warning).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import warnings
 from collections.abc import Callable
 
@@ -60,8 +59,8 @@ INDUCTOR_FROM = 1000
 INDUCTOR_MAX_DATA = 10_000
 #: Agreement of compiled and eager potential (relative, value and gradient): reordered sums only.
 TOLERANCE = {torch.float64: 1e-8, torch.float32: 2e-4}
-#: Compiled leaves kept across fits (key: graph code, closed-over data, compiler, threads): a second
-#: fit of the same program on the same data in this process compiles nothing.
+#: Compiled leaves kept across fits (key: graph code, data shapes, compiler, threads): a second fit
+#: of the same program on data of the same shapes in this process compiles nothing.
 CACHE_SIZE = 8
 _CACHE: dict[tuple, Callable] = {}
 
@@ -175,24 +174,33 @@ class Potential:
             raise CaptureError(
                 f"make_fx could not capture its potential ({type(err).__name__}: {err})"
             ) from err
+        graph, constants = _lift_constants(graph)
         if compiler == "auto":  # inductor only where it is expected to pay for its compilation
-            compiler = "inductor" if _data_size(graph) < INDUCTOR_MAX_DATA else "trace"
+            compiler = "inductor" if sum(c.numel() for c in constants) < INDUCTOR_MAX_DATA else "trace"
         self.compiler = compiler
-        key = _cache_key(graph, compiler)
-        compiled = _CACHE.pop(key, None)
-        if compiled is None:
-            compiled = self._compile(graph, example, compiler)
-        self._check(compiled, q0)  # on a cache hit too: the graph matched, the program may not
-        _CACHE[key] = compiled  # most recently used last
+        key = (compiler, torch.get_num_threads(), graph.code, *((c.shape, c.dtype) for c in constants))
+        raw = _CACHE.pop(key, None)
+        if raw is None:
+            # clones: make_fx takes one object passed twice (two sites, one tensor) for one input
+            # and a fixed q: inductor's on-disk cache hashes the example's values (q0 is drawn)
+            fixed = (torch.full_like(q0, 0.5), *example[1:], *(c.clone() for c in constants))
+            raw = self._compile(graph, fixed, compiler)
+        _CACHE[key] = raw  # most recently used last
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
+
+        def compiled(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return raw([*args, *constants])  # boxed: inductor's generated code takes (and empties) a list
+
+        self._check(compiled, q0)  # on a cache hit too: the code matched, this program's data are new
         return compiled
 
     def _compile(self, graph: torch.fx.GraphModule, example: tuple, compiler: str) -> Callable:
         try:
             if compiler == "inductor":
                 return _inductor(graph, example)
-            return torch.jit.trace(graph, example, check_trace=False)
+            traced = torch.jit.trace(graph, example, check_trace=False)
+            return lambda inputs: traced(*inputs)
         except Exception as err:
             raise CaptureError(
                 f"{compiler} could not compile its potential ({type(err).__name__}: {err})"
@@ -274,46 +282,56 @@ def _no_sample_checks():
         torch.distributions.Distribution._validate_sample = check
 
 
-def _data_size(graph: torch.fx.GraphModule) -> int:
-    """How many numbers the graph closes over (data, covariates, constants)."""
-    tensors = (getattr(graph, node.target) for node in graph.graph.nodes if node.op == "get_attr")
-    return sum(t.numel() for t in tensors if isinstance(t, torch.Tensor))
+def _lift_constants(graph: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, list[torch.Tensor]]:
+    """The tensors the graph closes over (data, covariates, constants) as trailing inputs.
+
+    The code then depends on the data's shapes only: inductor's own cache of compiled graphs
+    skips graphs with constants (it regenerated and recompiled every fit), and one compiled
+    leaf serves every fit of the program on data of the same shapes (:data:`_CACHE`)."""
+    nodes = [
+        n
+        for n in graph.graph.nodes
+        if n.op == "get_attr" and isinstance(getattr(graph, n.target), torch.Tensor)
+    ]
+    last_input = [n for n in graph.graph.nodes if n.op == "placeholder"][-1]
+    inputs: dict[str, torch.fx.Node] = {}  # one input per constant, however many nodes read it
+    constants = []
+    for node in nodes:
+        if node.target not in inputs:
+            with graph.graph.inserting_after(last_input):
+                last_input = inputs[node.target] = graph.graph.placeholder(f"constant_{len(constants)}")
+            constants.append(getattr(graph, node.target).detach())
+        node.replace_all_uses_with(inputs[node.target])
+        graph.graph.erase_node(node)
+    for target in inputs:
+        delattr(graph, target)
+    graph.graph.lint()
+    graph.recompile()
+    return graph, constants
 
 
-def _cache_key(graph: torch.fx.GraphModule, compiler: str) -> tuple:
-    """The graph's code and the bytes of every tensor it closes over: equal keys, equal functions."""
-    digest = hashlib.blake2b(graph.code.encode())
-    for node in graph.graph.nodes:
-        if node.op == "get_attr":
-            value = getattr(graph, node.target)
-            if isinstance(value, torch.Tensor):
-                flat = value.detach().reshape(-1).contiguous()
-                digest.update(f"{node.target}{tuple(value.shape)}{value.dtype}".encode())
-                digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
-    return compiler, torch.get_num_threads(), digest.hexdigest()
-
-
-def _inductor(graph: torch.fx.GraphModule, example: tuple) -> Callable:
+def _inductor(graph: torch.fx.GraphModule, example: tuple) -> Callable[[list], tuple]:
     """Inductor on the captured graph, compiled in this process (no worker pool: chains fork later).
 
     ``compile_fx_inner`` on the graph decomposed as inductor wants it, without AOT autograd's
     runtime wrappers, and without the per-call size/stride asserts of its inputs: the sampler
     only ever passes the shapes of ``example`` (measured: a call's Python overhead about halved)."""
     import torch._inductor.config as inductor_config  # the compiler stack only when it compiles
+    from torch._guards import TracingContext, tracing
     from torch._inductor.compile_fx import compile_fx_inner
     from torch._inductor.decomposition import select_decomp_table
+    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
     decomposed = make_fx(graph, decomposition_table=select_decomp_table())(*example)
-    with inductor_config.patch(compile_threads=1, size_asserts=False):
+    # a tracing context with a shape environment: without one inductor's on-disk cache of compiled
+    # graphs is bypassed ("No shape env") and every fit regenerates and recompiles the C++ kernel
+    context = TracingContext(FakeTensorMode(allow_non_fake_inputs=True, shape_env=ShapeEnv()))
+    with inductor_config.patch(compile_threads=1, size_asserts=False), tracing(context):
         inner = compile_fx_inner(decomposed, list(example))
 
     inner(list(example))  # the first call loads the kernels
     # its generated ``call`` itself: CompiledFxGraph.__call__ around it only sets up profiling and
     # autotuning contexts that a CPU graph does not use (~1/6 of a leaf's cost, measured)
-    call = getattr(inner, "current_callable", None) or inner
-
-    def compiled(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return call(list(args))  # boxed: inductor takes (and empties) a list
-
-    return compiled
+    return getattr(inner, "current_callable", None) or inner
