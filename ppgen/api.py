@@ -30,17 +30,23 @@ def methods() -> list[str]:
 
 
 @with_local_params
-def applicable_methods(model: Any, data: Any = None, *, observed: dict | None = None) -> list[str]:
+def applicable_methods(
+    model: Any, data: Any = None, *, observed: dict | None = None, guide: Any = None
+) -> list[str]:
     """The methods whose requirements ``model`` meets (capabilities, priors).
 
     A Pyro program shows what it is only when run: give ``data`` (its arguments, and ``observed=``
     as for :func:`fit`) to know its latent and observed sites; without them the answer assumes a
-    program with neither.
+    program with neither. ``guide=``: the hand-written guide you would pass to ``fit(method="svi")``
+    (one that draws a discrete latent, as Pyro's autoname mixture examples do, makes 'svi' apply).
     """
     model = as_fit_model(model, observed) if data is not None else as_model(model)
     if data is not None and is_program(model) and model.structure is None:
         model.bind(data, observed=observed)
-    return _applicable(model)
+    found = _applicable(model)
+    if guide is not None and "svi" not in found and _applicable(model, {"guide": guide}).count("svi"):
+        found = [name for name in BACKENDS if name in found or name == "svi"]
+    return found
 
 
 def _applicable(model: GenerativeModel, options: dict | None = None) -> list[str]:

@@ -184,6 +184,7 @@ def attach_draws(fit: Fit, draws: dict[str, torch.Tensor], x, covariates) -> Non
     if not draws:
         return
     fit.draws = draws
-    fit.params.update({k: v.mean(0) for k, v in draws.items()})
+    # a discrete latent drawn by the user's guide: its most frequent draw (a mean of labels is no label)
+    fit.params.update({k: v.mean(0) if v.is_floating_point() else v.mode(0).values for k, v in draws.items()})
     by_chain = {k: v.unsqueeze(0) for k, v in draws.items()}
     fit.posterior = inference_data(fit.model, x, by_chain, covariates)

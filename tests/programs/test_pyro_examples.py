@@ -85,3 +85,17 @@ def test_a_simulator_that_calls_numpy_on_its_latent_is_left_to_importance_sampli
     with pytest.raises(RuntimeError, match="requires grad"):
         svi.step(**data)
     pyro.clear_param_store()
+
+
+def test_a_guide_that_draws_a_discrete_latent_makes_svi_applicable():
+    # contrib/autoname/scoping_mixture.py: the assignments are a Categorical site that is not enumerated;
+    # the example's own guide draws them (Pyro's Trace_ELBO then uses score-function gradients). Without
+    # the guide no gradient method applies; applicable_methods(guide=...) answers as fit(guide=...) does.
+    data = {"K": 2, "data": ex.mixture_1d_data()}
+    program, guide = ex.scoping_mixture_model, ex.scoping_mixture_guide
+    assert "svi" not in ppgen.applicable_methods(program, data)
+    with pytest.raises(MethodError, match="local/assignment"):
+        ppgen.fit(program, data, method="svi", **FAST)
+    assert "svi" in ppgen.applicable_methods(program, data, guide=guide)
+    fit = ppgen.fit(program, data, method="svi", guide=guide, num_steps=3, **FAST)
+    assert {"weights", "locs", "scale", "assignment_probs"} <= set(fit.params)  # Pyro's own names
