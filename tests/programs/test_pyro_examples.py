@@ -5,6 +5,8 @@ and benchmarks/pyro_examples.py the heavier comparisons. Every fit is seeded; to
 with each assertion.
 """
 
+import math
+
 import pyro
 import pytest
 import torch
@@ -99,3 +101,23 @@ def test_a_guide_that_draws_a_discrete_latent_makes_svi_applicable():
     assert "svi" in ppgen.applicable_methods(program, data, guide=guide)
     fit = ppgen.fit(program, data, method="svi", guide=guide, num_steps=3, **FAST)
     assert {"weights", "locs", "scale", "assignment_probs"} <= set(fit.params)  # Pyro's own names
+
+
+def test_a_pyro_module_with_a_buffer_and_an_explicit_subsample_size_predicts_at_new_covariates():
+    # svi_torch.py / svi_lightning.py / svi_horovod.py: a PyroModule whose priors read a registered buffer
+    # (self.zero) and whose plate is pyro.plate("data", self.size, len(covariates)) — subsample_size equal to
+    # the size on full data. Reference: ordinary least squares (mle drops the priors; polished to 1e-3),
+    # then the plug-in predictive at new covariates has mean bias + coeff * x (Monte Carlo: 4 se).
+    data = ex.svi_torch_data(size=100)
+    model = ex.SviTorchModel(100)
+    fit = ppgen.fit(model, data, method="mle", **FAST)
+    x, y = data["covariates"], data["data"]
+    design = torch.stack([torch.ones_like(x), x], -1)
+    bias, coeff = torch.linalg.lstsq(design, y.unsqueeze(-1)).solution.squeeze(-1)
+    assert_close(fit.params["bias"], bias, atol=1e-3)
+    assert_close(fit.params["coeff"], coeff, atol=1e-3)
+    new = torch.tensor([-2.0, 0.0, 3.0])
+    draws = fit.predict({"covariates": new}, num_samples=2000)["obs"]
+    assert draws.shape == (2000, 3)
+    se = 4 * float(fit.params["scale"]) / math.sqrt(2000)
+    assert_close(draws.mean(0), fit.params["bias"] + fit.params["coeff"] * new, atol=se)
