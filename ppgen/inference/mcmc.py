@@ -3,7 +3,8 @@
 By default ppgen's own sampler runs (``ppgen/inference/nuts``): the program's potential is
 captured once and compiled, and the tree is built in float64 numpy, chains in processes. Where
 the potential cannot be captured, or with ``sampler="pyro"``, Pyro's NUTS/HMC runs instead
-(``nuts/pyro_chain.py``; a warning says why when it was not asked for).
+(``nuts/pyro_chain.py``; a warning says why when it was not asked for). ``sampler="nutpie"``
+hands the compiled potential to nutpie's Rust NUTS (``nuts/nutpie_chain.py``; optional install).
 
 The InferenceData is built by hand (PYRO_NOTES 3): ``az.from_pyro`` silently drops the
 ``log_likelihood`` group for enumerated mixtures and ``to_event`` priors, which breaks
@@ -26,6 +27,7 @@ from ppgen.errors import MethodError, OptionError
 from ppgen.inference.checkpoints import check_checkpoint_options, read_checkpoint
 from ppgen.inference.nuts import Potential, Settings, diagnose, run_chains
 from ppgen.inference.nuts.driver import map_chains
+from ppgen.inference.nuts.nutpie_chain import run_nutpie_chains
 from ppgen.inference.nuts.potential import COMPILERS, CaptureError, choose_compiler
 from ppgen.inference.nuts.pyro_chain import CHECKPOINT_EVERY, chain_checkpoint_path, frozen, run_pyro_chain
 from ppgen.inference.options import check_options
@@ -35,7 +37,7 @@ from ppgen.result import Fit
 __all__ = ["MCMCBackend", "MCMCFit", "SamplerFallbackWarning"]
 
 KERNELS = ("nuts", "hmc")
-SAMPLERS = ("ppgen", "pyro")
+SAMPLERS = ("ppgen", "pyro", "nutpie")
 
 
 class SamplerFallbackWarning(UserWarning):
@@ -134,7 +136,7 @@ class MCMCBackend:
         x = x.detach()
         stats, extras = None, {"sampler": "pyro"}
         results = None
-        if options.get("sampler", "ppgen") == "ppgen":
+        if options.get("sampler", "ppgen") in ("ppgen", "nutpie"):  # nutpie: ppgen's potential, its tree
             try:
                 results, stats, extras = _run_ppgen(model, x, covariates, options)
             except CaptureError as err:
@@ -191,6 +193,8 @@ def _run_ppgen(model, x, covariates, options):
     """ppgen's sampler; per chain ``(samples {site: (S, ...)}, diverging (S,), interrupted)``."""
     num_chains = options.get("num_chains", 1)
     warmup, num_samples = options.get("warmup_steps", 500), options.get("num_samples", 1000)
+    if options.get("sampler") == "nutpie" and (options.get("checkpoint") or options.get("resume")):
+        raise OptionError("Expected no checkpoint or resume with sampler='nutpie' (its state lives in Rust).")
     files = [
         tuple(chain_checkpoint_path(options.get(key), c, num_chains) for key in ("checkpoint", "resume"))
         for c in range(num_chains)
@@ -225,7 +229,10 @@ def _run_ppgen(model, x, covariates, options):
     )
     progress = bool(options.get("progress", True))
     with frozen(model):
-        runs = run_chains(potential, settings, seed, files, progress, options.get("parallel", True))
+        if options.get("sampler") == "nutpie":
+            runs = run_nutpie_chains(potential, settings, seed, num_chains, progress)
+        else:
+            runs = run_chains(potential, settings, seed, files, progress, options.get("parallel", True))
     results, stats = [], {}
     for draws, chain_stats, interrupted in runs:
         results.append((potential.constrain(draws), chain_stats["diverging"].astype(bool), interrupted))
@@ -233,7 +240,7 @@ def _run_ppgen(model, x, covariates, options):
     for name in runs[0][1]:
         stats[name] = np.stack([r[1][name][:keep] for r in runs])
     stats["diverging"] = stats["diverging"].astype(bool)
-    extras = {"sampler": "ppgen", "potential": potential.compiler}
+    extras = {"sampler": options.get("sampler", "ppgen"), "potential": potential.compiler}
     return results, stats, extras
 
 
