@@ -253,9 +253,12 @@ def argument(key: str, value: Any, dtype: torch.dtype | None) -> Any:
             return value if isinstance(value, torch.Tensor) else torch.tensor(value)
         if isinstance(value, np.ndarray) and dtype is None:
             dtype = torch.float64 if value.dtype == np.float64 else torch.get_default_dtype()
-        return as_tensor(
-            value, name=repr(key), dtype=dtype or value.dtype, ndim=None, allow_empty=value.ndim == 0
-        )
+        if value.ndim == 0:  # a number, not rows (csis's prior_mean=torch.tensor(1.)): finite, cast
+            scalar = torch.as_tensor(value).detach().to(dtype or torch.as_tensor(value).dtype)
+            if not torch.isfinite(scalar):
+                raise DataError(f"Expected the argument {key!r} to be finite, but got {scalar.item()}.")
+            return scalar
+        return as_tensor(value, name=repr(key), dtype=dtype or value.dtype, ndim=None)
     return value
 
 

@@ -108,3 +108,16 @@ def test_an_observed_site_without_a_sampler_is_refused_by_adversarial_not_crashe
     assert ppgen.applicable_methods(model, {"data": zs}) == ["mle", "svi", "map", "mcmc", "importance"]
     with pytest.raises(MethodError, match="NotImplementedError"):
         ppgen.fit(model, {"data": zs}, method="adversarial", steps=5)
+
+
+def test_a_scalar_tensor_argument_is_a_number_not_rows():
+    # csis's model(prior_mean, observations={"x1": ..., "x2": ...}) with prior_mean=torch.tensor(1.):
+    # a 0-d argument was refused ("one row per example ... wrap it as [value]"). Closed forms of the
+    # normal-normal posterior: MAP = mean = 7.25, MLE = (8 + 9) / 2 (2e-3, L-BFGS polish).
+    observations = {"x1": torch.tensor(8.0), "x2": torch.tensor(9.0)}
+    data = {"prior_mean": torch.tensor(1.0), "observations": observations}
+    assert ppgen.applicable_methods(W.csis_model, data) == ["mle", "svi", "map", "mcmc", "importance"]
+    fit = ppgen.fit(W.csis_model, data, method="map", num_steps=100, seed=0, progress=False)
+    assert fit.params["z"].item() == pytest.approx(7.25, abs=2e-3)
+    with pytest.raises(DataError, match="'prior_mean' to be finite"):
+        ppgen.fit(W.csis_model, {**data, "prior_mean": torch.tensor(float("nan"))}, method="map")
