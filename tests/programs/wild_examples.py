@@ -8,6 +8,7 @@ and benchmarks/pyro_examples.py.
 
 from __future__ import annotations
 
+import functools
 import math
 from types import SimpleNamespace
 
@@ -876,6 +877,11 @@ CASES: dict[str, tuple] = {
     "hmm.py:model_6": (hmm_model_6, hmm_data, {}),
     "hmm.py:model_7": (hmm_model_7, hmm_data, {}),
     "lda.py": (lda_model, lda_data, {}),
+    "lda.py (amortised guide)": (
+        lda_model,
+        lda_data,
+        {"guide": functools.partial(lda_parametrized_guide, lda_predictor(LDA_ARGS))},
+    ),
     "sparse_gamma_def.py": (SparseGammaDEF().model, sparse_gamma_data, {}),
     "sparse_regression.py": (sparse_regression_model, sparse_regression_data, {}),
     "inclined_plane.py": (inclined_plane_model, inclined_plane_data, {}),
