@@ -6,6 +6,10 @@ size, dual averaging, Welford sums, metric), the numpy random state, the draws a
 statistics — is small plain data, so a checkpoint is a copy of it and a resumed run repeats
 the uninterrupted one bit for bit (the potential is deterministic: one thread, fixed graph).
 
+A transition runs on the potential's fused leaf (``nuts/leaf.py``: one compiled call a leapfrog
+step) where the potential has one captured for the run's tree depth and metric, and on the numpy
+reference (``nuts/trajectory.py``) for a plain numpy potential (the tests' closed-form targets).
+
 Chains run in forked processes, one per core (PYRO_NOTES 7), each on one thread. Batching the
 chains inside one process was measured against it (benchmarks/nuts.py): a batch runs every
 chain for as many leapfrog steps as its longest tree and keeps one core busy, where processes
