@@ -20,12 +20,13 @@ graph is then compiled by
   warm inductor cache, plus ~3 s to import inductor once per process (17 s on a cold cache);
   a second capture of the same graph and data in one process reuses the compiled leaf
   (:data:`CACHE_SIZE`);
-* ``"trace"`` — ``torch.jit.trace`` of the same graph: 0.07–0.4 s to build, slower per step
-  (the fused leaf, one thread, shared machine: logistic n = 2000 0.40 ms against inductor's
-  0.063; n = 1e4 0.40 against 0.14; n = 1e5 1.24 against 0.96). ``"auto"`` takes it for short
-  runs only (:data:`INDUCTOR_FROM`);
-* ``"eager"`` (``jit_compile=False``) — the leaf run eagerly, Pyro's potential every call:
-  nothing captured; the program runs (and can be interrupted) at every gradient.
+* ``"trace"`` — ``torch.jit.trace`` of "potential + grad" alone (the tree in numpy around it:
+  traced, the fused leaf's extra small operations cost more than they save): 0.07–0.4 s to
+  build, slower per step (traced fused leaf, one thread, shared machine: logistic n = 2000
+  0.40 ms against inductor's 0.063; n = 1e4 0.40 against 0.14; n = 1e5 1.24 against 0.96).
+  ``"auto"`` takes it for short runs only (:data:`INDUCTOR_FROM`);
+* ``"eager"`` (``jit_compile=False``) — Pyro's potential every call, the tree in numpy: nothing
+  captured; the program runs (and can be interrupted) at every gradient.
 
 A captured graph checks nothing and fixes Python control flow at the initial point, so the
 compiled and the eager potential must agree (value and gradient) at two points, and one whole
@@ -116,9 +117,14 @@ class Potential:
         self.compiler = compiler
         self.max_depth, self.dense = max_depth, dense
         self._at_rest = self._at_rest_like(torch.zeros(self.size, dtype=torch.float64))
-        self.leaf = make_leaf(self._eager_unchecked, max_depth, dense)  # eager: Pyro at every step
-        if compiler != "eager":
+        # the fused leaf only under inductor: traced or eager, its ~60 extra small operations cost
+        # more per step than the numpy tree (logistic n = 2000, traced: 0.40 ms against 0.063 ms)
+        self.leaf: Callable | None = None
+        self._fn: Callable = self._eager_unchecked  # eager: Pyro at every step
+        if compiler in ("inductor", "auto"):
             self.leaf = self._capture(compiler)
+        elif compiler != "eager":
+            self._fn = self._capture(compiler)
 
     # ------------------------------------------------------------------ evaluation
     def _split(self, q: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -143,8 +149,12 @@ class Potential:
             return self._eager64(q)
 
     def __call__(self, q: np.ndarray) -> tuple[float, np.ndarray]:
-        out = self.leaf(torch.from_numpy(np.ascontiguousarray(q, dtype=np.float64)), *self._at_rest)
-        return float(out[6][0]), out[2].numpy()
+        q_t = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float64))
+        if self.leaf is not None:
+            out = self.leaf(q_t, *self._at_rest)
+            return float(out[6][0]), out[2].numpy()
+        u, grad = self._fn(q_t)
+        return float(u), grad.numpy()
 
     def _at_rest_like(self, q: torch.Tensor) -> tuple:
         """The leaf's arguments after ``q`` for ``U, ∇U`` at ``q``: zero momentum, gradient and step."""
@@ -160,14 +170,17 @@ class Potential:
         from torch.fx.experimental.proxy_tensor import make_fx  # the tracer only where it is used
 
         q0 = torch.from_numpy(self.initial[0].copy())  # float64
+        fused = compiler != "trace"  # the leaf (inductor) or U, ∇U alone (trace)
         rest = self._at_rest_like(q0)
         # a real step (p, ε ≠ 0) so that no branch of the arithmetic is specialised to zeros
         example = (q0, torch.full_like(q0, 0.1), rest[1], torch.tensor(0.01, dtype=torch.float64), *rest[3:])
-        leaf = make_leaf(self._eager64, self.max_depth, self.dense)
+        if not fused:
+            example = (q0,)
+        fn = make_leaf(self._eager64, self.max_depth, self.dense) if fused else (lambda q: self._eager64(q))
         try:
             with pyro.validation_enabled(False), _no_sample_checks(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer chatter; the result is checked below
-                graph = make_fx(leaf)(*example)
+                graph = make_fx(fn)(*example)
         except Exception as err:  # any failure of the tracer means "this program is not capturable"
             raise CaptureError(
                 f"make_fx could not capture its potential ({type(err).__name__}: {err})"
@@ -189,7 +202,7 @@ class Potential:
         def compiled(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
             return raw([*args, *constants])  # boxed: inductor's generated code takes (and empties) a list
 
-        self._check(compiled, q0)  # on a cache hit too: the code matched, this program's data are new
+        self._check(compiled, q0, fused)  # on a cache hit too: the code matched, the data are new
         return compiled
 
     def _compile(self, graph: torch.fx.GraphModule, example: tuple, compiler: str) -> Callable:
@@ -203,15 +216,19 @@ class Potential:
                 f"{compiler} could not compile its potential ({type(err).__name__}: {err})"
             ) from err
 
-    def _check(self, compiled: Callable, q0: torch.Tensor) -> None:
-        """The compiled potential equals the eager one at the initial point and one beside it."""
+    def _check(self, compiled: Callable, q0: torch.Tensor, fused: bool) -> None:
+        """The compiled potential equals the eager one at the initial point and one beside it (and the
+        compiled leaf the eager one on one step)."""
         tol = TOLERANCE.get(self.dtype, 1e-4)
         generator = torch.Generator().manual_seed(0)
         for q in (q0, q0 + 0.1 * torch.randn(q0.shape, generator=generator, dtype=q0.dtype)):
             with pyro.validation_enabled(False):
                 u_eager, g_eager = self._eager64(q)
-            out = compiled(q, *self._at_rest_like(q))
-            u_fast, g_fast = out[6][0], out[2]
+            if fused:
+                out = compiled(q, *self._at_rest_like(q))
+                u_fast, g_fast = out[6][0], out[2]
+            else:
+                u_fast, g_fast = compiled(q)
             scale = 1.0 + float(u_eager.abs())
             if not torch.isfinite(u_eager):
                 continue  # the check point left the support: nothing to compare there
@@ -225,6 +242,8 @@ class Potential:
                     f"{float(u_fast):.6g} vs {float(u_eager):.6g}): Python control flow on latent values "
                     "or state outside the program's arguments"
                 )
+        if not fused:
+            return
         # one whole leaf with momentum, mass and checkpoints drawn at random, against the eager leaf
         d, m = q0.shape[0], self.max_depth
         draw = lambda *shape: torch.randn(shape, generator=generator, dtype=torch.float64)  # noqa: E731
