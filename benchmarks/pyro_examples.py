@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import traceback
@@ -211,13 +212,22 @@ def main() -> None:
     for name in args.names:
         done[name] = run_case(name, args.seed)
         args.out.write_text(json.dumps(done, indent=1))
-    print("| example | method | result | statistic | seconds |\n|---|---|---|---|---|")
+    print(table(done))
+
+
+def table(done: dict) -> str:
+    """The Markdown table; an importance fit with ESS < 30 is too noisy to compare ("ran")."""
+    lines = ["| example | method | result | statistic | seconds |", "|---|---|---|---|---|"]
     for name in done:
         for row in done[name]:
-            print(
-                f"| {row['example']} | {row['method']} | {row['result']} | {row.get('statistic', '')} "
+            ess = re.search(r"ESS (\d+)", row.get("statistic", ""))
+            if ess and int(ess.group(1)) < 30:
+                row = dict(row, result="ran (ESS < 30: no comparison)")
+            lines.append(
+                f"| {row['example']} | {row['method']} | {row['result']} | {row.get('statistic', '').replace('|', '')} "  # noqa: E501
                 f"| {row.get('seconds', '')} |"
             )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
