@@ -80,6 +80,10 @@ class TrainConfig:
             given["early_stopping"] = "num_steps" not in given or "patience" in given
         return cls(**{**(defaults or {}), **given})
 
+    def finished(self, history: list[float], converged: bool) -> bool:
+        """The run reached its end (every step, or a plateau): not cut short by Ctrl-C."""
+        return converged or len(history) >= self.num_steps
+
     def stopping(self, history: list[float]) -> dict:
         """What ``fit.extras`` records of the run's length: asked, run, and whether it stopped early."""
         return {

@@ -146,7 +146,12 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
         average.apply()
         converged = _settled(history)
     extras: dict = {"dropped_priors": globals_, "integrated": locals_, **config.stopping(history)}
-    if not locals_ and config.batch_size is None and polishes(options):
+    if (
+        not locals_
+        and config.batch_size is None
+        and polishes(options)
+        and config.finished(history, converged)
+    ):
         history, converged = polish(loss_fn, params, history, converged)
         extras["polish"] = "lbfgs"
         estimates = lambda: {**model.point_estimates(), **_detached(dropped.values())}  # noqa: E731

@@ -115,10 +115,15 @@ class MLE:
                 validation=track,
             )
             # a program's handful of parameters (a GLM's): the exact optimum and its standard errors
-            applies = is_program(model) and track is None and polishes(options)
+            applies = track is None and polishes(options) and config.finished(history, converged)
             full_loss = lambda: rows_loss(x, covariates, batches.weight, n)  # noqa: E731
             history, converged, polished = polish_if_deterministic(
-                applies and polishable("model", params), full_loss, params, history, converged, ()
+                applies and polishable("model", params, is_program(model)),
+                full_loss,
+                params,
+                history,
+                converged,
+                (),
             )
             errors = point_errors(polished, full_loss, params, model.point_estimates, n)
         return Fit(

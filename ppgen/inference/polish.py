@@ -31,11 +31,11 @@ def polishes(options: dict) -> bool:
     return value and not distributed.is_distributed()
 
 
-def polishable(guide_name: str, params: list[torch.Tensor]) -> bool:
-    """A MAP (point guides over the latents), or a maximum likelihood fit of a program's own small
-    set of parameters (no guide: nothing but enumerated latents between them and the data)."""
+def polishable(guide_name: str, params: list[torch.Tensor], program: bool) -> bool:
+    """A MAP (point guides over the latents), or a maximum likelihood fit of a Pyro program's own
+    small set of parameters (no guide: nothing but enumerated latents between them and the data)."""
     small = sum(p.numel() for p in params) <= POLISH_MAX_PARAMETERS
-    return guide_name == "delta" or (guide_name == "model" and small)
+    return guide_name == "delta" or (guide_name == "model" and program and small)
 
 
 def is_deterministic(loss_fn) -> bool:

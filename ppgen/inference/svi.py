@@ -229,7 +229,11 @@ class SVI:
         batches.indices = None  # the fitted guide describes every unit again
         stopping = config.stopping(history)
         history, converged, polished = polish_if_deterministic(
-            polishes(options) and polishable(guide_name, params) and track is None and traceable,
+            polishes(options)
+            and polishable(guide_name, params, is_program(model))
+            and config.finished(history, converged)
+            and track is None
+            and traceable,
             lambda: step_loss(x, covariates, batches.weight, n),
             params,
             history,

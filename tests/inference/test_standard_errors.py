@@ -126,3 +126,21 @@ def test_a_saddle_gives_the_reason_instead_of_errors():
         lambda: param[0] ** 2 - param[1] ** 2, [param], lambda: {"p": param.detach()}, 1.0
     )
     assert errors == {} and "not positive definite" in reason
+
+
+def test_an_interrupted_map_is_neither_polished_nor_given_errors(monkeypatch):
+    # Ctrl-C keeps the steps done; L-BFGS after it would report a finished, converged fit. The
+    # interrupt comes from Adam's 50th step (the program itself runs only to trace its loss once).
+    adam_step, calls = torch.optim.Adam.step, {"n": 0}
+
+    def interrupted_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise KeyboardInterrupt
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", interrupted_step)
+    x = torch.randn(40, generator=torch.Generator().manual_seed(1))
+    fit = ppgen.fit(known_scale_mean, {"x": x}, method="map", num_steps=200, seed=0, progress=False)
+    assert fit.converged is False and len(fit.history) < 200
+    assert "polish" not in fit.extras and "sd" not in fit.extras
