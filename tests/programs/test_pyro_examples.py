@@ -121,3 +121,19 @@ def test_a_pyro_module_with_a_buffer_and_an_explicit_subsample_size_predicts_at_
     assert draws.shape == (2000, 3)
     se = 4 * float(fit.params["scale"]) / math.sqrt(2000)
     assert_close(draws.mean(0), fit.params["bias"] + fit.params["coeff"] * new, atol=se)
+
+
+def test_observations_in_a_dict_argument_with_one_enumerated_bernoulli():
+    # toy_mixture_model_discrete_enumeration.py: model(prior, obs, num_obs) observes obs["A"] and obs["C"]
+    # (a dict passes through untouched) and sums out the Bernoulli B between them (@config_enumerate,
+    # Vindex). Reference: the closed form per observation at the fitted point,
+    # log p(A) + log Σ_b p(b | A) p(C | b), to float32 round-off (1e-4).
+    data = ex.toy_mixture_data(num_obs=30)
+    fit = ppgen.fit(ex.toy_mixture_model, data, method="map", num_steps=5, **FAST)
+    p_a, p_b, p_c = (fit.params[k].double() for k in ("p_A", "p_B", "p_C"))
+    a, c = data["obs"]["A"].long(), data["obs"]["C"].long()
+    bern = lambda p, v: torch.where(v == 1, p, 1 - p)  # noqa: E731
+    expected = bern(p_a, a).log() + torch.logsumexp(
+        torch.stack([(bern(p_b[a], torch.full_like(a, b)) * bern(p_c[b], c)).log() for b in (0, 1)]), 0
+    )
+    assert_close(fit.log_prob(data), expected, atol=1e-4)
