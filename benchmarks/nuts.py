@@ -40,6 +40,8 @@ import ppgen  # noqa: E402
 WARMUP = int(os.environ.get("BENCH_WARMUP", 1000))
 DRAWS = int(os.environ.get("BENCH_DRAWS", 1000))
 CHAINS = 2
+#: ``BENCH_ADAPT_MASS=stan|gradient|gradient_sliding``: ppgen's mass adaptation (unset: the default).
+ADAPT_MASS = {"adapt_mass": os.environ["BENCH_ADAPT_MASS"]} if os.environ.get("BENCH_ADAPT_MASS") else {}
 OUT = Path(__file__).resolve().parent / "out"
 Y = [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]
 SIGMA = [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]
@@ -167,7 +169,7 @@ def run_ppgen(name: str, data) -> dict:
     start = time.perf_counter()
     fit = ppgen.fit(
         PYRO_PROGRAMS[name], _torch_data(data), method="mcmc", num_chains=CHAINS, num_samples=DRAWS,
-        warmup_steps=WARMUP, seed=0, progress=False,
+        warmup_steps=WARMUP, seed=0, progress=False, **ADAPT_MASS,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     post = fit.posterior.posterior

@@ -5,6 +5,8 @@ captured once and compiled, and the tree is built in float64 numpy, chains in pr
 the potential cannot be captured, or with ``sampler="pyro"``, Pyro's NUTS/HMC runs instead
 (``nuts/pyro_chain.py``; a warning says why when it was not asked for). ``sampler="nutpie"``
 hands the compiled potential to nutpie's Rust NUTS (``nuts/nutpie_chain.py``; optional install).
+``adapt_mass`` picks ppgen's diagonal mass estimate during warm-up: ``"stan"`` (default, ``Var(q)``),
+``"gradient"`` or ``"gradient_sliding"`` (nutpie's ``√(Var(q)/Var(∇U))``; ``nuts/adaptation.py``).
 
 The InferenceData is built by hand (PYRO_NOTES 3): ``az.from_pyro`` silently drops the
 ``log_likelihood`` group for enumerated mixtures and ``to_event`` priors, which breaks
@@ -26,6 +28,7 @@ from ppgen.core import GenerativeModel, global_latent_sites, untransformable_pri
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.checkpoints import check_checkpoint_options, read_checkpoint
 from ppgen.inference.nuts import Potential, Settings, diagnose, run_chains
+from ppgen.inference.nuts.adaptation import ADAPT_MASS_DEFAULT, MASS_ADAPTATIONS
 from ppgen.inference.nuts.driver import map_chains
 from ppgen.inference.nuts.nutpie_chain import run_nutpie_chains
 from ppgen.inference.nuts.potential import COMPILERS, CaptureError, choose_compiler
@@ -102,6 +105,7 @@ class MCMCBackend:
         "sampler",
         "compiler",
         "dense_mass",
+        "adapt_mass",
         "max_tree_depth",
     }
 
@@ -223,6 +227,7 @@ def _run_ppgen(model, x, covariates, options):
         target_accept_prob=options.get("target_accept_prob", 0.8),
         max_tree_depth=options.get("max_tree_depth", 10),
         dense_mass=bool(options.get("dense_mass", False)),
+        adapt_mass=options.get("adapt_mass", "stan" if options.get("dense_mass") else ADAPT_MASS_DEFAULT),
         step_size=options.get("step_size", 1.0 if options.get("kernel", "nuts") == "nuts" else 0.1),
         num_leapfrog_steps=options.get("num_leapfrog_steps", 10),
         checkpoint_every=options.get("checkpoint_every", CHECKPOINT_EVERY),
@@ -263,9 +268,15 @@ def _check_choices(options: dict) -> None:
         ("kernel", KERNELS, "nuts"),
         ("sampler", SAMPLERS, "ppgen"),
         ("compiler", COMPILERS, "auto"),
+        ("adapt_mass", MASS_ADAPTATIONS, ADAPT_MASS_DEFAULT),
     ):
         if options.get(key, default) not in allowed:
             raise OptionError(f"Expected {key} in {allowed}, but got {options[key]!r}.")
+    if options.get("adapt_mass", "stan") != "stan" and options.get("dense_mass"):
+        raise OptionError(
+            f"Expected dense_mass=False with adapt_mass={options['adapt_mass']!r} (a diagonal estimate), "
+            "but got dense_mass=True; use adapt_mass='stan' for a dense mass matrix."
+        )
     depth = options.get("max_tree_depth", 10)
     if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or not 1 <= depth <= 30:
         raise OptionError(f"Expected max_tree_depth to be an integer in 1..30, but got {depth!r}.")

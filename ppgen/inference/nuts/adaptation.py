@@ -8,6 +8,15 @@ the inverse mass matrix at each window's end (dense: its diagonal while a window
 draws than dimensions, where the estimate is singular), where the step size is searched afresh and dual
 averaging restarts at ``μ = log(10 ε)``. The last warm-up iteration fixes ``ε = exp(x̄)``.
 
+``adapt_mass="gradient"`` (diagonal only) keeps this schedule and the step size's dual averaging but
+estimates the mass as nutpie does (Seyboldt et al., nutpie's "diagonal mass matrix adaptation using
+gradients"): ``σ²ᵢ = √(Var(qᵢ) / Var(∂ᵢU))`` over a window's draws and their gradients (exact for a
+Gaussian from few draws), and ``σ²ᵢ = 1/|∂ᵢU(q₀)|`` from the initial point until the first window ends.
+``adapt_mass="gradient_sliding"`` uses the same estimate on nutpie's schedule instead of Stan's
+windows (see ``WindowAdaptation._slide``). Both are options, not the default: on benchmarks/nuts.py
+they cut steps per draw (kidiq 86 → 53–62) but not the smallest ESS per gradient evaluation on
+every program (kidiq and baseball lose), see benchmarks/results.md's NUTS section.
+
 References: Stan Reference Manual, "HMC algorithm parameters"; Hoffman & Gelman (2014), §3.2.
 """
 
@@ -19,9 +28,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from ppgen.inference.nuts.integrator import Point, PotentialFn, leapfrog
-from ppgen.inference.nuts.metrics import Welford, make_metric
+from ppgen.inference.nuts.metrics import GradientWelford, Welford, gradient_mass, make_metric
 
-__all__ = ["DualAveraging", "adaptation_windows", "find_reasonable_step_size", "WindowAdaptation"]
+__all__ = [
+    "DualAveraging",
+    "adaptation_windows",
+    "find_reasonable_step_size",
+    "WindowAdaptation",
+    "MASS_ADAPTATIONS",
+    "ADAPT_MASS_DEFAULT",
+]
+
+#: ``adapt_mass`` choices: Stan's ``Var(q)``, or nutpie's ``√(Var(q) / Var(∇U))`` (diagonal only) on
+#: Stan's windows or on nutpie's sliding ones.
+MASS_ADAPTATIONS = ("stan", "gradient", "gradient_sliding")
+#: The diagonal default (``dense_mass=True`` always takes Stan's).
+ADAPT_MASS_DEFAULT = "stan"
 
 
 @dataclass
@@ -92,14 +114,32 @@ def find_reasonable_step_size(
 class WindowAdaptation:
     """Step size and mass matrix during warm-up (see the module docstring for the schedule)."""
 
-    def __init__(self, num_warmup: int, size: int, dense: bool, target_accept_prob: float) -> None:
+    adapt_mass = "stan"  # checkpoints written before the option existed
+
+    def __init__(
+        self,
+        num_warmup: int,
+        size: int,
+        dense: bool,
+        target_accept_prob: float,
+        adapt_mass: str = "stan",
+        initial_grad: np.ndarray | None = None,
+    ) -> None:
         self.num_warmup, self.dense, self.target = num_warmup, dense, target_accept_prob
+        self.adapt_mass = "stan" if dense else adapt_mass  # the gradient estimate is diagonal
         self.windows = adaptation_windows(num_warmup)
         self.window = 0
-        self.welford = Welford(size, dense)
-        self.metric = make_metric(np.eye(size) if dense else np.ones(size))
+        self.welford = self._estimator(size)
+        inverse_mass = np.eye(size) if dense else np.ones(size)
+        self.background = self._estimator(size) if self.adapt_mass == "gradient_sliding" else None
+        if self.adapt_mass != "stan" and initial_grad is not None and num_warmup > 0:
+            inverse_mass = gradient_mass(None, np.square(initial_grad), inverse_mass)
+        self.metric = make_metric(inverse_mass)
         self.step_size = 1.0
         self.averaging = DualAveraging(prox_center=0.0)
+
+    def _estimator(self, size: int) -> Welford | GradientWelford:
+        return GradientWelford(size) if self.adapt_mass != "stan" else Welford(size, self.dense)
 
     def start(self, point: Point, potential: PotentialFn, rng: np.random.Generator, step_size: float) -> None:
         """Pick the first step size from ``step_size`` and start dual averaging at ``log(10 ε)``."""
@@ -114,16 +154,45 @@ class WindowAdaptation:
         self.averaging.update(self.target - accept_prob)
         x = self.averaging.x_avg if t == self.num_warmup - 1 else self.averaging.x
         self.step_size = float(np.clip(math.exp(min(x, 709.0)), np.finfo(np.float64).tiny, None))
+        if self.adapt_mass == "gradient_sliding":
+            self._slide(t, point, potential, rng)
+            return
         if self._slow():
-            self.welford.update(point.q)
+            if self.adapt_mass == "gradient":
+                self.welford.update(point.q, point.grad)
+            else:
+                self.welford.update(point.q)
         if self.window < len(self.windows) and t == self.windows[self.window][1]:
             if self._slow():
-                cov = self.welford.covariance()
-                if self.dense and self.welford.n <= len(point.q):
-                    # n ≤ D draws give a singular covariance (only shrinkage in the null space):
-                    # trees would run to max depth until the next window. Keep its diagonal.
-                    cov = np.diag(np.diag(cov))
-                self.metric = make_metric(cov)
-                self.welford = Welford(len(point.q), self.dense)
+                self.metric = make_metric(self._estimate(len(point.q)))
+                self.welford = self._estimator(len(point.q))
                 self.start(point, potential, rng, self.step_size)
             self.window += 1
+
+    def _slide(self, t: int, point: Point, potential, rng: np.random.Generator) -> None:
+        """nutpie's schedule: two estimators fed every draw until the last 15% of warm-up; when the
+        younger holds ``freq`` draws (10 in the first 30%, 80 after) the older sets the metric and the
+        younger takes its place; step size dual averaging restarts at each change."""
+        w = self.num_warmup
+        final_start, early_end = w - int(0.15 * w), int(0.3 * w)
+        if t >= final_start:
+            return
+        self.welford.update(point.q, point.grad)
+        self.background.update(point.q, point.grad)
+        freq = 10 if t < early_end else 80
+        if self.background.n >= freq or (t == final_start - 1 and self.welford.n > 1):
+            self.metric = make_metric(self._estimate(len(point.q)))
+            self.welford, self.background = self.background, self._estimator(len(point.q))
+            self.start(point, potential, rng, self.step_size)
+
+    def _estimate(self, size: int) -> np.ndarray:
+        """The inverse mass from the window just ended."""
+        if self.adapt_mass != "stan":
+            previous = self.metric.inverse_mass
+            return self.welford.inverse_mass(previous) if self.welford.n > 1 else previous
+        cov = self.welford.covariance()
+        if self.dense and self.welford.n <= size:
+            # n ≤ D draws give a singular covariance (only shrinkage in the null space):
+            # trees would run to max depth until the next window. Keep its diagonal.
+            cov = np.diag(np.diag(cov))
+        return cov

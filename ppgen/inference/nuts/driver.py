@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ppgen.errors import OptionError
 from ppgen.inference.checkpoints import check_shapes, read_checkpoint, write_checkpoint
-from ppgen.inference.nuts.adaptation import WindowAdaptation
+from ppgen.inference.nuts.adaptation import ADAPT_MASS_DEFAULT, WindowAdaptation
 from ppgen.inference.nuts.integrator import Point
 from ppgen.inference.nuts.leaf import fused_hmc_transition, fused_nuts_transition
 from ppgen.inference.nuts.potential import Potential
@@ -50,6 +50,7 @@ class Settings:
     target_accept_prob: float = 0.8
     max_tree_depth: int = 10
     dense_mass: bool = False
+    adapt_mass: str = ADAPT_MASS_DEFAULT  # dense_mass=True always adapts Stan's way
     step_size: float = 1.0
     num_leapfrog_steps: int = 10
     checkpoint_every: int = 100
@@ -64,8 +65,9 @@ class Chain:
         u, grad = potential(q0)
         self.point = Point(q0, q0, u, grad)  # p is unused at rest; the point carries U and ∇U
         self.adaptation = WindowAdaptation(
-            settings.num_warmup, len(q0), settings.dense_mass, settings.target_accept_prob
-        )
+            settings.num_warmup, len(q0), settings.dense_mass, settings.target_accept_prob,
+            adapt_mass=settings.adapt_mass, initial_grad=grad,
+        )  # fmt: skip
         self.adaptation.start(self.point, potential, self.rng, settings.step_size)
         self.iteration = 0
         self.draws: list[np.ndarray] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DiagonalMetric", "DenseMetric", "Welford", "make_metric"]
+__all__ = ["DiagonalMetric", "DenseMetric", "Welford", "GradientWelford", "make_metric", "gradient_mass"]
 
 
 class DiagonalMetric:
@@ -80,3 +80,40 @@ class Welford:
         shrink = 1e-3 * 5.0 / (n + 5.0)
         scaled = (n / (n + 5.0)) * cov
         return scaled + shrink * np.eye(len(self.mean)) if self.dense else scaled + shrink
+
+
+#: Bounds of a gradient-based inverse mass (nutpie clips the same way): a zero or infinite gradient
+#: component must not make a step size of 0 or ∞ the only stable one.
+MASS_BOUNDS = (1e-10, 1e10)
+
+
+def gradient_mass(var_q: np.ndarray | None, var_grad: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """nutpie's diagonal inverse mass ``σ²ᵢ = √(Var(qᵢ) / Var(∂ᵢU))`` (exact for a Gaussian, where
+    ``Var(∂ᵢU) = (Σ⁻¹)ᵢᵢ``: ``σ²ᵢ`` is the geometric mean of the marginal and conditional variances);
+    with ``var_q=None``, the initial-point rule ``σ²ᵢ = 1/|∂ᵢU|`` (``var_grad`` then holds ``(∂ᵢU)²``).
+    Components that come out non-finite keep ``fallback``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = 1.0 / var_grad if var_q is None else var_q / var_grad
+        mass = np.sqrt(ratio)
+    mass = np.where(np.isfinite(mass) & (mass > 0), mass, fallback)
+    return np.clip(mass, *MASS_BOUNDS)
+
+
+class GradientWelford:
+    """Running variances of positions and of potential gradients over one window (no shrinkage:
+    the ratio of the two is scale-free); ``inverse_mass()`` is :func:`gradient_mass` of them."""
+
+    def __init__(self, size: int) -> None:
+        self.positions, self.gradients = Welford(size, False), Welford(size, False)
+
+    @property
+    def n(self) -> int:
+        return self.positions.n
+
+    def update(self, q: np.ndarray, grad: np.ndarray) -> None:
+        self.positions.update(q)
+        self.gradients.update(grad)
+
+    def inverse_mass(self, fallback: np.ndarray) -> np.ndarray:
+        n = self.n
+        return gradient_mass(self.positions.m2 / (n - 1), self.gradients.m2 / (n - 1), fallback)
