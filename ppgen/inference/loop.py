@@ -26,7 +26,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ppgen.errors import NonFiniteLossError, OptionError
+from ppgen.errors import MethodError, NonFiniteLossError, OptionError
 from ppgen.inference import distributed
 from ppgen.inference.checkpoints import (
     check_checkpoint_options,
@@ -260,7 +260,7 @@ def train(
                     f"Expected a finite loss, but got {value} at step {step}; the model keeps its last "
                     "finite parameters. Lower lr, standardise the data, or check the data for outliers."
                 )
-            loss.backward()
+            _backward(loss)
             if data_parallel:
                 distributed.average_gradients(params)  # gradient all-reduce (mean over ranks)
             if not _finite_gradients(params):
@@ -313,6 +313,21 @@ def train(
         if hasattr(bar, "close"):
             bar.close()
     return history, state["converged"]
+
+
+def _backward(loss: torch.Tensor) -> None:
+    try:
+        loss.backward()
+    except RuntimeError as error:
+        if "backward through the graph a second time" not in str(error):
+            raise
+        # Pyro's ekf tutorial: the dynamic model caches a tensor built from its parameters at the
+        # first run, so every later step reaches a graph autograd freed (Pyro needs retain_graph=True)
+        raise MethodError(
+            "Expected a program that rebuilds its tensors at every run, but one computed from "
+            "parameters at an earlier run is reused (autograd freed its graph after the first step). "
+            "Build that tensor inside the program, or use method='mcmc', which takes its own gradients."
+        ) from error
 
 
 def _evaluation_due(validation: Validation, step: int, config: TrainConfig) -> bool:

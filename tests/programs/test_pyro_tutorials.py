@@ -108,6 +108,10 @@ def test_an_observed_site_without_a_sampler_is_refused_by_adversarial_not_crashe
     assert ppgen.applicable_methods(model, {"data": zs}) == ["mle", "svi", "map", "mcmc", "importance"]
     with pytest.raises(MethodError, match="NotImplementedError"):
         ppgen.fit(model, {"data": zs}, method="adversarial", steps=5)
+    # Its dynamic model keeps a tensor built from its parameters at the first run, so a second gradient
+    # step reached a freed graph: a raw RuntimeError from autograd before, now the reason and the fix.
+    with pytest.raises(MethodError, match="rebuilds its tensors at every run"):
+        ppgen.fit(model, {"data": zs}, method="map", num_steps=5, progress=False)
 
 
 def test_a_scalar_tensor_argument_is_a_number_not_rows():
