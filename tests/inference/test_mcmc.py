@@ -46,9 +46,13 @@ def test_posterior_has_every_site_and_pointwise_log_likelihood():
     fit = ppgen.fit(model, x, method="mcmc", num_samples=200, warmup_steps=200, seed=0, progress=False)
     assert set(fit.posterior.posterior.data_vars) == {"loc", "scale"}
     assert fit.posterior.log_likelihood["x"].shape == (1, 200, 50)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no warning about a missing log-likelihood group
+    # no warning about a missing log-likelihood group (ArviZ's Pareto-k warning depends on the draws
+    # and is not what this test is about)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         loo = az.loo(fit.posterior)
+    messages = [str(w.message).lower() for w in caught]
+    assert not [m for m in messages if "log" in m and "likelihood" in m], messages
     assert np.isfinite(loo["elpd_loo"])
     table = ppgen.compare([fit], x)
     assert np.isfinite(table.loc[0, "elpd_waic"])
