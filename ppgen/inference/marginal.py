@@ -28,10 +28,9 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.loop import TrainConfig, train
 from ppgen.inference.minibatches import Minibatches
-from ppgen.inference.polish import polish, polishes
+from ppgen.inference.polish import finish_point_fit, polishes
 from ppgen.inference.posterior import inference_data, kept_after_training
 from ppgen.inference.restarts import check_init
-from ppgen.inference.standard_errors import point_errors
 from ppgen.programs.draws import draw_count, site_draws
 from ppgen.result import Fit
 
@@ -146,16 +145,18 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
         average.apply()
         converged = _settled(history)
     extras: dict = {"dropped_priors": globals_, "integrated": locals_, **config.stopping(history)}
-    if (
-        not locals_
-        and config.batch_size is None
-        and polishes(options)
-        and config.finished(history, converged)
-    ):
-        history, converged = polish(loss_fn, params, history, converged)
-        extras["polish"] = "lbfgs"
-        estimates = lambda: {**model.point_estimates(), **_detached(dropped.values())}  # noqa: E731
-        extras.update(point_errors(True, loss_fn, params, estimates, n))
+    full_data = not locals_ and config.batch_size is None
+    history, converged, finish = finish_point_fit(
+        full_data and polishes(options) and config.finished(history, converged),
+        loss_fn,
+        params,
+        history,
+        converged,
+        (),
+        lambda: {**model.point_estimates(), **_detached(dropped.values())},
+        n,
+    )
+    extras.update(finish)
     fit = Fit(
         model=model,
         method="mle",

@@ -20,9 +20,8 @@ from ppgen.inference.loop import TrainConfig, train, training_mode
 from ppgen.inference.marginal import fit_marginal_mle
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.options import check_options
-from ppgen.inference.polish import polish_if_deterministic, polishable, polishes
+from ppgen.inference.polish import finish_point_fit, polishable, polishes
 from ppgen.inference.restarts import best_of_starts
-from ppgen.inference.standard_errors import point_errors
 from ppgen.inference.svi import (
     _TRAIN_KEYS,
     _check_minibatch,
@@ -115,17 +114,19 @@ class MLE:
                 validation=track,
             )
             # a program's handful of parameters (a GLM's): the exact optimum and its standard errors
-            applies = track is None and polishes(options) and config.finished(history, converged)
-            full_loss = lambda: rows_loss(x, covariates, batches.weight, n)  # noqa: E731
-            history, converged, polished = polish_if_deterministic(
-                applies and polishable("model", params, is_program(model)),
-                full_loss,
+            history, converged, finish = finish_point_fit(
+                track is None
+                and polishes(options)
+                and config.finished(history, converged)
+                and polishable("model", params, is_program(model)),
+                lambda: rows_loss(x, covariates, batches.weight, n),
                 params,
                 history,
                 converged,
                 (),
+                model.point_estimates,
+                n,
             )
-            errors = point_errors(polished, full_loss, params, model.point_estimates, n)
         return Fit(
             model=model,
             method=self.name,
@@ -139,8 +140,7 @@ class MLE:
             extras={
                 **(track.extras(held) if track is not None else {}),
                 "compiled": step_loss.state,
-                **({"polish": "lbfgs"} if polished else {}),
-                **errors,
+                **finish,
                 **config.stopping(history),
             },
         )

@@ -3,7 +3,8 @@ optimiser's precision (a marginal MLE with every latent summed out; a MAP with p
 
 Adam moves each parameter by about ``lr`` a step, so a MAP started at a prior median six units
 from the optimum is still 3 units away after 300 steps at lr 0.01; L-BFGS with a strong-Wolfe line
-search finishes the job in a handful of evaluations when the loss has no sampling noise.
+search finishes the job in a handful of evaluations when the loss has no sampling noise. At that
+optimum the objective's curvature gives the fit's standard errors (:mod:`.standard_errors`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import torch
 from ppgen.errors import OptionError
 from ppgen.inference import distributed
 from ppgen.inference.loop import training_mode
+from ppgen.inference.standard_errors import point_errors
 
-__all__ = ["polish", "polishes", "polishable", "is_deterministic", "polish_if_deterministic"]
+__all__ = ["polish", "polishes", "polishable", "is_deterministic", "finish_point_fit"]
 
 #: A maximum likelihood fit of a program's own parameters (no latents to guide) is polished up to
 #: this many numbers: a GLM's or a mixture's handful reach the exact optimum (scikit-learn's and
@@ -78,11 +80,19 @@ def polish(loss_fn, params, history: list[float], converged: bool) -> tuple[list
     return [*history, end], True
 
 
-def polish_if_deterministic(applies: bool, full_loss, params, history, converged, parts):
-    """A MAP (point guides) over every unit with nothing sampled is deterministic: L-BFGS finishes it
-    (``parts``: the modules the loss trains, in training mode); ``(history, converged, polished)``."""
-    if not applies or not is_deterministic(full_loss):
-        return history, converged, False
+def finish_point_fit(
+    applies: bool, loss_fn, params, history, converged, parts, estimates_fn, scale: float, exact_loss=None
+) -> tuple[list[float], bool, dict]:
+    """A point fit over every unit with nothing sampled has a deterministic objective: L-BFGS finishes
+    it and its curvature gives standard errors. ``(history, converged, extras)``, where ``extras``
+    holds ``"polish"`` and ``"sd"``/``"sd_skipped"`` when it applied.
+
+    ``parts``: the modules the loss trains (in training mode meanwhile); ``scale · loss`` is the
+    objective over every unit; ``exact_loss`` (default ``loss_fn``): the same objective uncompiled,
+    for the Hessian's double backward, which a traced loss may not give."""
+    if not applies or not is_deterministic(loss_fn):
+        return history, converged, {}
     with training_mode(*parts):
-        history, converged = polish(full_loss, params, history, converged)
-    return history, converged, True
+        history, converged = polish(loss_fn, params, history, converged)
+        errors = point_errors(exact_loss or loss_fn, params, estimates_fn, scale)
+    return history, converged, {"polish": "lbfgs", **errors}

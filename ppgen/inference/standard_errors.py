@@ -123,11 +123,9 @@ def _nudged(params: list[torch.Tensor], evaluate):
             yield plus, minus
 
 
-def point_errors(applies: bool, loss_fn, params, estimates_fn, scale: float) -> dict:
-    """The ``extras`` of a point fit: ``{"sd": {name: sd}}``, ``{"sd_skipped": reason}`` or ``{}``
-    where the objective is not deterministic (sampled latents, minibatches: no curvature to read)."""
-    if not applies:
-        return {}
+def point_errors(loss_fn, params, estimates_fn, scale: float) -> dict:
+    """The ``extras`` of a point fit with a deterministic objective: ``{"sd": {name: sd}}``, or
+    ``{"sd_skipped": reason}``."""
     try:
         errors, reason = standard_errors(loss_fn, params, estimates_fn, scale)
     except (RuntimeError, ValueError) as error:  # the fit stands; only its errors are missing

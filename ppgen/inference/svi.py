@@ -31,11 +31,11 @@ from ppgen.inference.compiled import CompiledLoss
 from ppgen.inference.loop import TrainConfig, train, training_mode
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.options import check_options
-from ppgen.inference.polish import polish_if_deterministic, polishable, polishes
+from ppgen.inference.polish import finish_point_fit, polishable, polishes
 from ppgen.inference.posterior import kept_after_training
 from ppgen.inference.renyi import renyi_loss
 from ppgen.inference.restarts import best_of_starts
-from ppgen.inference.standard_errors import estimates_of, point_errors
+from ppgen.inference.standard_errors import estimates_of
 from ppgen.inference.validation import Validation, split_validation
 from ppgen.result import Fit
 
@@ -228,7 +228,7 @@ class SVI:
             )
         batches.indices = None  # the fitted guide describes every unit again
         stopping = config.stopping(history)
-        history, converged, polished = polish_if_deterministic(
+        history, converged, finish = finish_point_fit(
             polishes(options)
             and polishable(guide_name, params, is_program(model))
             and config.finished(history, converged)
@@ -239,11 +239,11 @@ class SVI:
             history,
             converged,
             (model, auto, guide),
+            estimates_of(model, auto, x, covariates),
+            n,
+            exact_loss=lambda: rows_loss(x, covariates, batches.weight, n),
         )
         elapsed = time.perf_counter() - start
-        with training_mode(model, auto, guide):
-            loss = lambda: rows_loss(x, covariates, batches.weight, n)  # noqa: E731
-            errors = point_errors(polished, loss, params, estimates_of(model, auto, x, covariates), n)
         fit = Fit(
             model=model,
             method=self.name,
@@ -258,8 +258,7 @@ class SVI:
             extras={
                 **(track.extras(held) if track is not None else {}),
                 "compiled": step_loss.state,
-                **({"polish": "lbfgs"} if polished else {}),
-                **errors,
+                **finish,
                 **stopping,
             },
         )
