@@ -165,11 +165,11 @@ def _torch_data(data):
 
 
 # ----------------------------------------------------------------------------- runners
-def run_ppgen(name: str, data) -> dict:
+def run_ppgen(name: str, data, **options) -> dict:
     start = time.perf_counter()
     fit = ppgen.fit(
         PYRO_PROGRAMS[name], _torch_data(data), method="mcmc", num_chains=CHAINS, num_samples=DRAWS,
-        warmup_steps=WARMUP, seed=0, progress=False, **ADAPT_MASS,
+        warmup_steps=WARMUP, seed=0, progress=False, **(options or ADAPT_MASS),
     )  # fmt: skip
     seconds = time.perf_counter() - start
     post = fit.posterior.posterior
