@@ -23,6 +23,8 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 from torch.distributions import constraints
 
+from tests.pyro_programs import hidden_switch, hidden_switch_guide
+
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -109,24 +111,8 @@ def eight_schools_mcmc_model(sigma):
 # --- toy_mixture_model_discrete_enumeration.py: a dict of observations, one enumerated Bernoulli -----------
 
 
-@pyro.infer.config_enumerate
-def toy_mixture_model(prior, obs, num_obs):
-    p_A = pyro.sample("p_A", dist.Beta(1, 1))
-    p_B = pyro.sample("p_B", dist.Beta(torch.ones(2), torch.ones(2)).to_event(1))
-    p_C = pyro.sample("p_C", dist.Beta(torch.ones(2), torch.ones(2)).to_event(1))
-    with pyro.plate("data_plate", num_obs):
-        A = pyro.sample("A", dist.Bernoulli(p_A.expand(num_obs)), obs=obs["A"])
-        B = pyro.sample("B", dist.Bernoulli(Vindex(p_B)[A.long()]), infer={"enumerate": "parallel"})
-        pyro.sample("C", dist.Bernoulli(Vindex(p_C)[B.long()]), obs=obs["C"])
-
-
-def toy_mixture_guide(prior, obs, num_obs):
-    a = pyro.param("a", prior["A"], constraint=constraints.positive)
-    pyro.sample("p_A", dist.Beta(a[0], a[1]))
-    b = pyro.param("b", prior["B"], constraint=constraints.positive)
-    pyro.sample("p_B", dist.Beta(b[:, 0], b[:, 1]).to_event(1))
-    c = pyro.param("c", prior["C"], constraint=constraints.positive)
-    pyro.sample("p_C", dist.Beta(c[:, 0], c[:, 1]).to_event(1))
+# the enumeration example's program and guide, already carried by the earlier tests
+toy_mixture_model, toy_mixture_guide = hidden_switch, hidden_switch_guide
 
 
 def toy_mixture_data(num_obs: int = 200, seed: int = 0) -> dict:

@@ -13,8 +13,9 @@ from pyro import poutine
 from pyro.distributions.testing.fakes import NonreparameterizedBeta
 from pyro.infer import config_enumerate
 from pyro.nn import PyroModule, PyroSample
-from torch import nn
 from torch.distributions import constraints
+
+from tests.pyro_programs import LinearRegression
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -75,21 +76,9 @@ def rugged_data(n: int = 60, seed: int = 0) -> dict:
 # --- bayesian_regression: PyroModule[nn.Linear] with PyroSample weights ------------------------------
 
 
-class BayesianRegression(PyroModule):
-    """bayesian_regression's module: ``forward(x, y=None)``, a Uniform noise scale, observed ``"obs"``."""
-
-    def __init__(self, in_features: int, out_features: int):
-        super().__init__()
-        self.linear = PyroModule[nn.Linear](in_features, out_features)
-        self.linear.weight = PyroSample(dist.Normal(0.0, 1.0).expand([out_features, in_features]).to_event(2))
-        self.linear.bias = PyroSample(dist.Normal(0.0, 10.0).expand([out_features]).to_event(1))
-
-    def forward(self, x, y=None):
-        sigma = pyro.sample("sigma", dist.Uniform(0.0, 10.0))
-        mean = self.linear(x).squeeze(-1)
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("obs", dist.Normal(mean, sigma), obs=y)
-        return mean
+#: bayesian_regression's module (``forward(x, y=None)``, a Uniform noise scale, observed ``"obs"``) is
+#: the regression tutorial's program the earlier tests already carry.
+BayesianRegression = LinearRegression
 
 
 def regression_data(n: int = 60, seed: int = 0) -> dict:
