@@ -7,6 +7,8 @@ the potential cannot be captured, or with ``sampler="pyro"``, Pyro's NUTS/HMC ru
 hands the compiled potential to nutpie's Rust NUTS (``nuts/nutpie_chain.py``; optional install).
 ``adapt_mass`` picks ppgen's diagonal mass estimate during warm-up: ``"stan"`` (default, ``Var(q)``),
 ``"gradient"`` or ``"gradient_sliding"`` (nutpie's ``√(Var(q)/Var(∇U))``; ``nuts/adaptation.py``).
+``dense_mass="auto"`` (default) adapts a dense mass matrix for at most 25 unconstrained dimensions
+(``auto_dense``), ``True``/``False`` force it (Pyro's NUTS: ``full_mass``; "auto" is diagonal there).
 
 The InferenceData is built by hand (PYRO_NOTES 3): ``az.from_pyro`` silently drops the
 ``log_likelihood`` group for enumerated mixtures and ``to_event`` priors, which breaks
@@ -28,7 +30,7 @@ from ppgen.core import GenerativeModel, global_latent_sites, untransformable_pri
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.checkpoints import check_checkpoint_options, read_checkpoint
 from ppgen.inference.nuts import Potential, Settings, diagnose, run_chains
-from ppgen.inference.nuts.adaptation import ADAPT_MASS_DEFAULT, MASS_ADAPTATIONS
+from ppgen.inference.nuts.adaptation import ADAPT_MASS_DEFAULT, MASS_ADAPTATIONS, auto_dense
 from ppgen.inference.nuts.driver import map_chains
 from ppgen.inference.nuts.nutpie_chain import run_nutpie_chains
 from ppgen.inference.nuts.potential import COMPILERS, CaptureError, choose_compiler
@@ -76,6 +78,7 @@ def _kernel(model, options, jit: bool):
     kwargs = {
         "max_plate_nesting": options.get("max_plate_nesting", max(1, getattr(model, "max_plate_nesting", 1)))
     }
+    kwargs["full_mass"] = options.get("dense_mass") is True  # Pyro's name; "auto" is ppgen's sampler's rule
     if kernel_cls is NUTS:
         kwargs["target_accept_prob"] = options.get("target_accept_prob", 0.8)
     else:
@@ -216,7 +219,7 @@ def _run_ppgen(model, x, covariates, options):
             pyro.set_rng_seed(seed)
             potential = Potential(
                 model.model, (x,), covariates, _max_plate_nesting(model, options), num_chains, compiler,
-                max_depth=options.get("max_tree_depth", 10), dense=bool(options.get("dense_mass", False)),
+                max_depth=options.get("max_tree_depth", 10), dense=_dense_rule(options, warmup),
             )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
@@ -226,8 +229,8 @@ def _run_ppgen(model, x, covariates, options):
         num_samples=num_samples,
         target_accept_prob=options.get("target_accept_prob", 0.8),
         max_tree_depth=options.get("max_tree_depth", 10),
-        dense_mass=bool(options.get("dense_mass", False)),
-        adapt_mass=options.get("adapt_mass", "stan" if options.get("dense_mass") else ADAPT_MASS_DEFAULT),
+        dense_mass=potential.dense,
+        adapt_mass="stan" if potential.dense else options.get("adapt_mass", ADAPT_MASS_DEFAULT),
         step_size=options.get("step_size", 1.0 if options.get("kernel", "nuts") == "nuts" else 0.1),
         num_leapfrog_steps=options.get("num_leapfrog_steps", 10),
         checkpoint_every=options.get("checkpoint_every", CHECKPOINT_EVERY),
@@ -246,7 +249,21 @@ def _run_ppgen(model, x, covariates, options):
         stats[name] = np.stack([r[1][name][:keep] for r in runs])
     stats["diverging"] = stats["diverging"].astype(bool)
     extras = {"sampler": options.get("sampler", "ppgen"), "potential": potential.compiler}
+    extras["dense_mass"] = potential.dense
     return results, stats, extras
+
+
+def _dense_rule(options: dict, warmup: int):
+    """``dense_mass``: True, False, or ``"auto"`` (the default; dense for small models, :func:`auto_dense`).
+
+    "auto" is diagonal under nutpie (it adapts a diagonal metric) and under ``adapt_mass`` other
+    than Stan's (a diagonal estimate)."""
+    dense = options.get("dense_mass", "auto")
+    if dense != "auto":
+        return bool(dense)
+    if options.get("sampler") == "nutpie" or options.get("adapt_mass", "stan") != "stan":
+        return False
+    return lambda size: auto_dense(size, warmup)
 
 
 def _run_pyro(model, x, covariates, options):
@@ -272,7 +289,10 @@ def _check_choices(options: dict) -> None:
     ):
         if options.get(key, default) not in allowed:
             raise OptionError(f"Expected {key} in {allowed}, but got {options[key]!r}.")
-    if options.get("adapt_mass", "stan") != "stan" and options.get("dense_mass"):
+    dense = options.get("dense_mass", "auto")
+    if not any(dense is c or (not isinstance(dense, str) and dense == c) for c in (True, False, "auto")):
+        raise OptionError(f"Expected dense_mass in (True, False, 'auto'), but got {dense!r}.")
+    if options.get("adapt_mass", "stan") != "stan" and dense is True:
         raise OptionError(
             f"Expected dense_mass=False with adapt_mass={options['adapt_mass']!r} (a diagonal estimate), "
             "but got dense_mass=True; use adapt_mass='stan' for a dense mass matrix."

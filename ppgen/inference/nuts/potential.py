@@ -85,7 +85,8 @@ class Potential:
         num_chains: initial points drawn (Pyro's ``init_to_uniform``, finite potential).
         compiler: ``"inductor"``, ``"trace"`` or ``"eager"``.
         max_depth, dense: the sampler's tree depth and metric, fixed in the fused leaf's graph
-            (:mod:`~ppgen.inference.nuts.leaf`): its checkpoint rows and ``Σ p`` or ``σ² ∘ p``.
+            (:mod:`~ppgen.inference.nuts.leaf`): its checkpoint rows and ``Σ p`` or ``σ² ∘ p``;
+            ``dense`` may be a rule of the number of unconstrained dimensions (``dense_mass="auto"``).
     """
 
     def __init__(
@@ -97,7 +98,7 @@ class Potential:
         num_chains: int,
         compiler: str,
         max_depth: int = 10,
-        dense: bool = False,
+        dense: bool | Callable[[int], bool] = False,
     ) -> None:
         with pyro.validation_enabled(True):  # supports, shapes and NaN checked once, here
             init, potential_fn, transforms, _ = initialize_model(
@@ -115,7 +116,7 @@ class Potential:
         self.initial = flat.detach().to(torch.float64).numpy().copy()  # (C, D)
         self._potential_fn = potential_fn
         self.compiler = compiler
-        self.max_depth, self.dense = max_depth, dense
+        self.max_depth, self.dense = max_depth, bool(dense(self.size) if callable(dense) else dense)
         self._at_rest = self._at_rest_like(torch.zeros(self.size, dtype=torch.float64))
         # the fused leaf only under inductor: traced or eager, its ~60 extra small operations cost
         # more per step than the numpy tree (logistic n = 2000, traced: 0.40 ms against 0.063 ms)
