@@ -10,9 +10,12 @@ regression n = 2000 d = 10, varying intercepts 50 groups n = 1000), two posterio
 (``arK-arK``: AR(5), T = 200; ``kidiq-kidscore_momhsiq``: n = 434, unstandardised predictors) on
 simulated data of the posteriordb sizes, and the scale rows (logistic regression at n = 1e4, 1e5).
 
-    python benchmarks/nuts.py [--programs schools,baseball] [--pyro schools,...] [--nutpie]
+    python benchmarks/nuts.py [--programs schools,baseball] [--pyro schools,...] [--nutpie] [--numpyro-dense]
 
-``--nutpie`` adds nutpie (Rust NUTS) driven by ppgen's compiled potential (benchmarks/nutpie_trial.py).
+``--nutpie`` adds nutpie (Rust NUTS) driven by ppgen's compiled potential (benchmarks/nutpie_trial.py);
+``--numpyro-dense`` adds NumPyro with ``dense_mass=True`` on the programs where ppgen's default
+(``dense_mass="auto"``) chose a dense mass matrix, the like-for-like comparison beside the
+default-against-default one.
 """
 
 from __future__ import annotations
@@ -192,7 +195,7 @@ def run_pyro(name: str, data) -> dict:
     return _row(seconds, {k: v.numpy() for k, v in mcmc.get_samples(group_by_chain=True).items()})
 
 
-def run_numpyro(name: str, data) -> dict | None:
+def run_numpyro(name: str, data, dense: bool = False) -> dict | None:
     try:
         import jax
         import numpyro
@@ -201,7 +204,7 @@ def run_numpyro(name: str, data) -> dict | None:
         return None
     model = programs(numpyro, ndist)[name]
     start = time.perf_counter()  # JIT compilation included, as a user meets it
-    kernel = numpyro.infer.NUTS(model)
+    kernel = numpyro.infer.NUTS(model, dense_mass=dense)
     mcmc = numpyro.infer.MCMC(
         kernel, num_warmup=WARMUP, num_samples=DRAWS, num_chains=CHAINS, progress_bar=False,
         chain_method="parallel" if jax.local_device_count() >= CHAINS else "sequential",
@@ -228,14 +231,18 @@ def _row(seconds: float, by_chain: dict, steps: float = math.nan, extras: dict |
     row["steps_per_draw"] = round(steps, 1) if not math.isnan(steps) else None
     if extras:
         row["potential"] = extras.get("potential", extras.get("sampler"))
+        row["dense_mass"] = extras.get("dense_mass")
     return row
 
 
 # ----------------------------------------------------------------------------- report
 def table(results: dict) -> str:
     nutpie = any("nutpie" in rows for rows in results.values())
+    dense = any("numpyro dense" in rows for rows in results.values())
     keys = ("ppgen mcmc", "numpyro NUTS", "pyro NUTS") + (("nutpie",) if nutpie else ())
+    keys += ("numpyro dense",) if dense else ()
     head = "| program | ppgen | NumPyro | Pyro `MCMC` |" + (" nutpie (ppgen's potential) |" if nutpie else "")
+    head += " NumPyro `dense_mass=True` |" if dense else ""
     head += " ppgen / NumPyro |" + (" nutpie / NumPyro |" if nutpie else "")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     ratios: dict[str, list[float]] = {"ppgen mcmc": [], "nutpie": []}
@@ -246,6 +253,8 @@ def table(results: dict) -> str:
             cells.append(
                 f"{r['seconds']:.1f} s, {r['min_ess']:.0f} → {r['ess_per_s']:.1f}/s" if r else "not run"
             )
+            if key == "ppgen mcmc" and r and r.get("dense_mass"):
+                cells[-1] += " (dense)"
         for key in ("ppgen mcmc", "nutpie")[: 1 + nutpie]:
             ratio = ""
             if rows.get("numpyro NUTS") and rows.get(key):
@@ -270,6 +279,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--programs", default=",".join(TITLES))
     parser.add_argument("--pyro", default="schools,baseball,logistic,intercepts", help="programs Pyro runs")
     parser.add_argument("--nutpie", action="store_true", help="also nutpie driven by ppgen's potential")
+    parser.add_argument(
+        "--numpyro-dense", action="store_true", help="also NumPyro dense_mass=True where ppgen chose dense"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # each chain on one core, both cores busy with 2 chains
     load_before = os.getloadavg()[0]  # a shared machine moves wall times: say how loaded it was
@@ -280,6 +292,8 @@ def main(argv=None) -> dict:
         numpyro_row = run_numpyro(name, data)
         if numpyro_row is not None:
             rows["numpyro NUTS"] = numpyro_row
+        if args.numpyro_dense and rows["ppgen mcmc"].get("dense_mass"):
+            rows["numpyro dense"] = run_numpyro(name, data, dense=True)
         if name in args.pyro.split(","):
             rows["pyro NUTS"] = run_pyro(name, data)
         if args.nutpie:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
@@ -74,6 +75,9 @@ def _site_log_likelihood(
         first = _pointwise(program, args, {k: v[:1] for k, v in draws.items()}, 1, None) if draws else terms
         if all(_close(terms[k][0], first[k][0]) for k in first):
             return terms, sum(terms.values())
+    terms = _vmapped(program, args, draws, total)
+    if terms is not None:
+        return terms, sum(terms.values())
     try:
         rows = [
             _pointwise(program, args, {k: v[s : s + 1] for k, v in draws.items()}, 1, None)
@@ -266,6 +270,29 @@ def _usable(program, draws: dict, args: dict, same_units: bool | None, trace=Non
         for k, v in draws.items()
         if k in latent and (same_units or not latent[k]["local"]) and shapes.get(k) == tuple(v.shape[1:])
     }
+
+
+def _vmapped(program, args: dict, draws: dict, total: int) -> dict[str, torch.Tensor] | None:
+    """One plain run per draw, batched by ``torch.func.vmap`` (a program that indexes or multiplies a
+    latent by position, ``a[group]`` or ``X @ beta``, follows no draws plate but maps cleanly); kept
+    only where its first and last rows equal plain runs on those draws, else None (the loop runs)."""
+    if not draws or any(site["enumerated"] for site in program.latent_sites.values()):
+        return None
+
+    def one(draw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        terms = _pointwise(program, args, {k: v.unsqueeze(0) for k, v in draw.items()}, 1, None)
+        return {k: v[0] for k, v in terms.items()}
+
+    try:
+        with torch.no_grad(), pyro.validation_enabled(False):  # checks read values: no batched tensor
+            terms = torch.func.vmap(one)(draws)
+    except Exception:  # noqa: BLE001 - any failure of the mapped run means "run draw by draw"
+        return None
+    for s in {0, total - 1}:
+        plain = _pointwise(program, args, {k: v[s : s + 1] for k, v in draws.items()}, 1, None)
+        if set(plain) != set(terms) or not all(_close(terms[k][s], plain[k][0]) for k in plain):
+            return None
+    return terms
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:

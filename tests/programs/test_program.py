@@ -257,3 +257,41 @@ def test_plate_option_picks_the_units(plate, summed_dim, units):
     assert_close(pointwise, expected, atol=1e-5)
     with pytest.raises(ppgen.OptionError, match="'rows'"):
         ppgen.fit(_grid, {"y": y}, method="svi", plate="rows", num_steps=2, progress=False)
+
+
+def _intercepts(group, x, y=None):
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = pyro.sample("tau", dist.HalfNormal(5.0))
+    with pyro.plate("groups", 6):
+        a = pyro.sample("a", dist.Normal(mu, tau))
+    with pyro.plate("data", len(x)):
+        return pyro.sample("y", dist.Normal(a[group] + x, 1.0), obs=y)
+
+
+def test_pointwise_log_likelihood_of_an_indexed_latent_is_one_mapped_run(monkeypatch):
+    # a[group] indexes the draws dimension under any draws plate, so the program cannot broadcast
+    # over draws; torch.func.vmap maps one plain run per draw instead of looping over 300 draws.
+    # Reference: scipy's normal log-density at a[s, group_i] + x_i, draw by draw (1e-10).
+    from scipy import stats
+
+    import ppgen.programs.draws as draws_module
+
+    g = torch.Generator().manual_seed(0)
+    group = torch.randint(0, 6, (40,), generator=g)
+    x = torch.randn(40, generator=g, dtype=torch.float64)
+    data = {"group": group, "x": x, "y": torch.randn(40, generator=g, dtype=torch.float64)}
+    program = Program(_intercepts)
+    program.bind(data)
+    draws = {
+        "mu": torch.randn(300, generator=g, dtype=torch.float64),
+        "tau": torch.rand(300, generator=g, dtype=torch.float64) + 0.1,
+        "a": torch.randn(300, 6, generator=g, dtype=torch.float64),
+    }
+    runs = []
+    pointwise = draws_module._pointwise
+    monkeypatch.setattr(draws_module, "_pointwise", lambda *a: runs.append(1) or pointwise(*a))
+    per_site, _ = site_log_likelihood(program, data, draws)
+    assert len(runs) < 10  # two layouts tried, one mapped run, three plain runs checking it
+    a = draws["a"].numpy()
+    expected = stats.norm.logpdf(data["y"].numpy(), a[:, group.numpy()] + x.numpy(), 1.0)
+    np.testing.assert_allclose(per_site["y"].numpy(), expected, atol=1e-10)
