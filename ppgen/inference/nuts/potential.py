@@ -11,8 +11,9 @@ error, checkpoint update and U-turn checks): one flat graph of aten operations w
 closed over as constants. ``U, ∇U`` alone is that leaf at rest (zero momentum and step). The
 graph is then compiled by
 
-* ``"inductor"`` — ``compile_fx_inner`` on the graph decomposed for inductor (no Dynamo, no AOT
-  autograd wrappers, no per-call size asserts: the graph is flat and its shapes fixed). Measured
+* ``"inductor"`` — ``compile_fx_inner`` on the graph captured with inductor's decompositions (one
+  trace; no Dynamo, no AOT autograd wrappers, no per-call size asserts: the graph is flat and its
+  shapes fixed). Measured
   on this machine, one thread, per log-density-and-gradient (before the fused leaf): eight schools
   0.020 ms (eager Pyro 0.82, the FX graph run eagerly 0.49, ``torch.jit.trace`` of the graph 0.14,
   ``torch.compile`` 0.043 with its guards); 50-group hierarchy 0.023 ms (trace 0.22); logistic
@@ -178,10 +179,15 @@ class Potential:
         if not fused:
             example = (q0,)
         fn = make_leaf(self._eager64, self.max_depth, self.dense) if fused else (lambda q: self._eager64(q))
+        decompositions = None
+        if compiler != "trace":  # captured as inductor wants it: one trace, not a second to decompose
+            from torch._inductor.decomposition import select_decomp_table
+
+            decompositions = select_decomp_table()
         try:
             with pyro.validation_enabled(False), _no_sample_checks(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer chatter; the result is checked below
-                graph = make_fx(fn)(*example)
+                graph = make_fx(fn, decomposition_table=decompositions)(*example)
         except Exception as err:  # any failure of the tracer means "this program is not capturable"
             raise CaptureError(
                 f"make_fx could not capture its potential ({type(err).__name__}: {err})"
@@ -330,23 +336,20 @@ def _lift_constants(graph: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, 
 def _inductor(graph: torch.fx.GraphModule, example: tuple) -> Callable[[list], tuple]:
     """Inductor on the captured graph, compiled in this process (no worker pool: chains fork later).
 
-    ``compile_fx_inner`` on the graph decomposed as inductor wants it, without AOT autograd's
+    ``compile_fx_inner`` on the graph (captured with inductor's decompositions), without AOT autograd's
     runtime wrappers, and without the per-call size/stride asserts of its inputs: the sampler
     only ever passes the shapes of ``example`` (measured: a call's Python overhead about halved)."""
     import torch._inductor.config as inductor_config  # the compiler stack only when it compiles
     from torch._guards import TracingContext, tracing
     from torch._inductor.compile_fx import compile_fx_inner
-    from torch._inductor.decomposition import select_decomp_table
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.fx.experimental.proxy_tensor import make_fx
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
-    decomposed = make_fx(graph, decomposition_table=select_decomp_table())(*example)
     # a tracing context with a shape environment: without one inductor's on-disk cache of compiled
     # graphs is bypassed ("No shape env") and every fit regenerates and recompiles the C++ kernel
     context = TracingContext(FakeTensorMode(allow_non_fake_inputs=True, shape_env=ShapeEnv()))
     with inductor_config.patch(compile_threads=1, size_asserts=False), tracing(context):
-        inner = compile_fx_inner(decomposed, list(example))
+        inner = compile_fx_inner(graph, list(example))
 
     inner(list(example))  # the first call loads the kernels
     # its generated ``call`` itself: CompiledFxGraph.__call__ around it only sets up profiling and
