@@ -215,7 +215,9 @@ def test_adversarial_resume_refuses_other_runs(tmp_path):
 
 
 # ----------------------------------------------------------------------- mcmc checkpoints
-NUTS_OPTIONS = dict(method="mcmc", num_samples=60, warmup_steps=40, jit_compile=False, progress=False, seed=2)
+NUTS_OPTIONS = dict(
+    method="mcmc", num_samples=60, warmup_steps=40, jit_compile=False, progress=False, seed=2, num_chains=1
+)
 
 
 def _draws_equal(a, b) -> None:
@@ -238,6 +240,17 @@ def test_mcmc_interrupt_then_resume_equals_uninterrupted(k, tmp_path):
     resumed = ppgen.fit(_bayes(), X, resume=path, **NUTS_OPTIONS)
     _draws_equal(full, resumed)  # bit-identical: adaptation, position, random states
     assert resumed.converged and resumed.extras["divergences"] == full.extras["divergences"]
+
+
+def test_ctrl_c_in_parallel_chains_before_any_draw_propagates_with_checkpoints(tmp_path):
+    # Each forked chain meets its Ctrl-C in warm-up: the fit raises KeyboardInterrupt as one chain
+    # does (a chain process dying of it left Pool.map waiting forever) and each chain saved its file.
+    path = tmp_path / "run.ckpt"
+    options = dict(NUTS_OPTIONS, num_chains=2, parallel=True)
+    with pytest.raises(KeyboardInterrupt):
+        ppgen.fit(_bayes(k=60), X, checkpoint=path, checkpoint_every=5, **options)
+    for c in range(2):
+        assert 0 < torch.load(tmp_path / f"run.chain{c}.ckpt", weights_only=False)["iteration"] <= 40
 
 
 def test_mcmc_resume_continues_to_more_draws_and_per_chain_files(tmp_path):

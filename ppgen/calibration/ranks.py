@@ -85,6 +85,8 @@ def _one_method(simulator, method, options, data, truth, seed, num_draws) -> dic
         else:
             args, observed = data if isinstance(data, tuple) else (data, None)
             extra = {"observed": observed} if observed is not None else {}
+            if method == "mcmc" and "num_chains" not in options:
+                extra["num_chains"] = 1  # simulations already fill the cores: no chains forked inside
             fitted = fit(simulator.model, args, method=method, seed=seed, **options, **extra)
         generator = torch.Generator().manual_seed(seed)
         draws, cdf, estimate = _draws(fitted, simulator.globals, truth, num_draws, generator)

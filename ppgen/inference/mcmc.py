@@ -9,6 +9,7 @@ hands the compiled potential to nutpie's Rust NUTS (``nuts/nutpie_chain.py``; op
 ``"gradient"`` or ``"gradient_sliding"`` (nutpie's ``√(Var(q)/Var(∇U))``; ``nuts/adaptation.py``).
 ``dense_mass="auto"`` (default) adapts a dense mass matrix for at most 25 unconstrained dimensions
 (``auto_dense``), ``True``/``False`` force it (Pyro's NUTS: ``full_mass``; "auto" is diagonal there).
+``num_chains`` defaults to one chain per core (2 to 4, PyMC's rule), each in its own process.
 
 The InferenceData is built by hand (PYRO_NOTES 3): ``az.from_pyro`` silently drops the
 ``log_likelihood`` group for enumerated mixtures and ``to_event`` priors, which breaks
@@ -18,6 +19,7 @@ LOO/WAIC. Pointwise log-likelihoods come from the model's own ``log_prob`` per d
 from __future__ import annotations
 
 import numbers
+import os
 import time
 import warnings
 
@@ -128,6 +130,7 @@ class MCMCBackend:
 
     def fit(self, model: GenerativeModel, x: torch.Tensor, covariates: dict, **options) -> Fit:
         check_options(options, self.options, self.name)
+        options.setdefault("num_chains", default_num_chains())
         _check_choices(options)
         _check_counts(options)
         check_checkpoint_options(
@@ -192,13 +195,24 @@ class MCMCBackend:
         return fit
 
 
+#: ``num_chains`` by default: one chain a core (each runs in its own process), at most this many.
+MAX_DEFAULT_CHAINS = 4
+
+
+def default_num_chains() -> int:
+    """One chain per core this process may use, between 2 (R-hat compares chains) and
+    :data:`MAX_DEFAULT_CHAINS` — PyMC's rule; on one core the two chains run one after the other."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(2, min(MAX_DEFAULT_CHAINS, cores))
+
+
 def _max_plate_nesting(model, options) -> int:
     return options.get("max_plate_nesting", max(1, getattr(model, "max_plate_nesting", 1)))
 
 
 def _run_ppgen(model, x, covariates, options):
     """ppgen's sampler; per chain ``(samples {site: (S, ...)}, diverging (S,), interrupted)``."""
-    num_chains = options.get("num_chains", 1)
+    num_chains = options["num_chains"]
     warmup, num_samples = options.get("warmup_steps", 500), options.get("num_samples", 1000)
     if options.get("sampler") == "nutpie" and (options.get("checkpoint") or options.get("resume")):
         raise OptionError("Expected no checkpoint or resume with sampler='nutpie' (its state lives in Rust).")
@@ -268,7 +282,7 @@ def _dense_rule(options: dict, warmup: int):
 
 def _run_pyro(model, x, covariates, options):
     """Pyro's NUTS/HMC (``nuts/pyro_chain.py``); per chain ``(samples, diverging, interrupted)``."""
-    num_chains = options.get("num_chains", 1)
+    num_chains = options["num_chains"]
     seed = int(options.get("seed") or 0)
     progress = bool(options.get("progress", True))
     jobs = [

@@ -60,6 +60,8 @@ def test_fit_evaluate_compare_a_program_from_a_file(capsys, files):
         "num_samples=100",
         "--option",
         "warmup_steps=100",
+        "--option",
+        "num_chains=1",
         "--seed",
         0,
         "--out",

@@ -25,7 +25,9 @@ def test_nuts_agrees_with_exact_posterior_within_4_mcse():
     x = gaussian_data(n=40, dim=1, seed=1)
     model = _nig()
     exact = model.conjugate_posterior(x)
-    fit = ppgen.fit(model, x, method="mcmc", num_samples=800, warmup_steps=400, seed=0, progress=False)
+    fit = ppgen.fit(
+        model, x, method="mcmc", num_chains=1, num_samples=800, warmup_steps=400, seed=0, progress=False
+    )
     mcse = az.mcse(fit.posterior, method="mean")
     for site in ("loc", "scale"):
         err = abs(float(fit.draws[site].mean()) - float(exact.mean()[site]))
@@ -43,7 +45,9 @@ def test_posterior_has_every_site_and_pointwise_log_likelihood():
         scale=dist.LogNormal(0.0, 1.0).expand([2]).to_event(1),
     )
     x = gaussian_data(n=50, dim=2, seed=2).float()
-    fit = ppgen.fit(model, x, method="mcmc", num_samples=200, warmup_steps=200, seed=0, progress=False)
+    fit = ppgen.fit(
+        model, x, method="mcmc", num_chains=1, num_samples=200, warmup_steps=200, seed=0, progress=False
+    )
     assert set(fit.posterior.posterior.data_vars) == {"loc", "scale"}
     assert fit.posterior.log_likelihood["x"].shape == (1, 200, 50)
     # no warning about a missing log-likelihood group (ArviZ's Pareto-k warning depends on the draws
@@ -151,7 +155,16 @@ def _branching(x=None):
 def test_uncapturable_program_falls_back_to_pyros_nuts_with_one_warning():
     x = torch.tensor([0.5, 1.0, 1.5])
     with pytest.warns(ppgen.inference.mcmc.SamplerFallbackWarning, match="cannot take this program") as seen:
-        fit = ppgen.fit(_branching, x, method="mcmc", num_samples=30, warmup_steps=30, seed=0, progress=False)
+        fit = ppgen.fit(
+            _branching,
+            x,
+            method="mcmc",
+            num_chains=1,
+            num_samples=30,
+            warmup_steps=30,
+            seed=0,
+            progress=False,
+        )
     assert len([w for w in seen if issubclass(w.category, UserWarning)]) == 1
     assert fit.extras["sampler"] == "pyro" and "make_fx" in fit.extras["fallback"]
     assert fit.draws["loc"].shape == (30,) and "diverging" in fit.posterior.sample_stats
@@ -172,3 +185,17 @@ def test_mcmc_leaves_torch_and_pyro_settings_as_it_found_them(sampler):
         assert torch.get_num_threads() == 2 and dist.is_validation_enabled() == validation
     finally:
         torch.set_num_threads(threads)
+
+
+def test_num_chains_defaults_to_the_cores_between_two_and_four(monkeypatch):
+    # PyMC's rule: R-hat needs two chains even on one core; more than four cores add no chains.
+    from ppgen.inference import mcmc
+
+    for cores, chains in ((1, 2), (2, 2), (3, 3), (16, 4)):
+        monkeypatch.setattr(mcmc.os, "sched_getaffinity", lambda _, n=cores: set(range(n)))
+        assert mcmc.default_num_chains() == chains
+    monkeypatch.setattr(mcmc.os, "sched_getaffinity", lambda _: {0, 1, 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # five draws: the diagnostics say so
+        fit = ppgen.fit(_schools, SCHOOLS, method="mcmc", num_samples=5, warmup_steps=5, progress=False)
+    assert fit.posterior.posterior.sizes["chain"] == 3 and fit.options["num_chains"] == 3

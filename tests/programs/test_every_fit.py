@@ -223,7 +223,13 @@ def baseball_fits():
         "map": ppgen.fit(programs.logit_pooling, data, method="map", **quiet),
         "svi": ppgen.fit(programs.logit_pooling, data, method="svi", num_steps=1500, lr=0.02, **quiet),
         "nuts": ppgen.fit(
-            programs.logit_pooling, data, method="mcmc", num_samples=200, warmup_steps=200, **quiet
+            programs.logit_pooling,
+            data,
+            method="mcmc",
+            num_chains=1,
+            num_samples=200,
+            warmup_steps=200,
+            **quiet,
         ),
     }
     return fits, data, season
@@ -285,6 +291,8 @@ def test_prior_and_posterior_predictive_of_a_ppgen_model():
     assert prior.prior_predictive["x"].shape == (1, 20, 30, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NUTS on 30 points: step-size adaptation notices
-        fit = ppgen.fit(model, x, method="mcmc", num_samples=50, warmup_steps=50, seed=0, progress=False)
+        fit = ppgen.fit(
+            model, x, method="mcmc", num_chains=1, num_samples=50, warmup_steps=50, seed=0, progress=False
+        )
     replicates = fit.predict()["x"]
     assert replicates.shape[1:] == (30, 1) and "posterior_predictive" in fit.posterior.groups()

@@ -73,7 +73,14 @@ def line_nuts():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = ppgen.fit(
-            line, {"x": x, "y": y}, method="mcmc", num_samples=400, warmup_steps=300, seed=0, progress=False
+            line,
+            {"x": x, "y": y},
+            method="mcmc",
+            num_chains=1,
+            num_samples=400,
+            warmup_steps=300,
+            seed=0,
+            progress=False,
         )
     return fit, x, y
 
@@ -128,6 +135,7 @@ def test_predictive_with_unknown_noise_is_the_student_t():
             noisy_line,
             {"x": x, "y": y},
             method="mcmc",
+            num_chains=1,
             num_samples=600,
             warmup_steps=300,
             seed=0,
@@ -204,6 +212,7 @@ def test_new_schools_draw_their_effects_as_pyros_predictive():
             schools,
             {"sigma": sigma, "y": effects},
             method="mcmc",
+            num_chains=1,
             num_samples=300,
             warmup_steps=300,
             seed=0,

@@ -40,7 +40,14 @@ def _players(at_bats="At-Bats", hits="Hits", dtype=torch.float64):
 def baseball_nuts():
     data = _players()
     fit = ppgen.fit(
-        programs.logit_pooling, data, method="mcmc", num_samples=200, warmup_steps=200, seed=1, progress=False
+        programs.logit_pooling,
+        data,
+        method="mcmc",
+        num_chains=1,
+        num_samples=200,
+        warmup_steps=200,
+        seed=1,
+        progress=False,
     )
     return fit, data
 
@@ -124,7 +131,14 @@ def test_hidden_switch_by_nuts_runs_and_scores_units():
     # The fast check of the slow comparison below: NUTS on the enumerated program, LOO over its units.
     data = programs.hidden_switch_data(40, seed=1)
     fit = ppgen.fit(
-        programs.hidden_switch, data, method="mcmc", num_samples=30, warmup_steps=30, seed=0, progress=False
+        programs.hidden_switch,
+        data,
+        method="mcmc",
+        num_chains=1,
+        num_samples=30,
+        warmup_steps=30,
+        seed=0,
+        progress=False,
     )
     assert set(fit.draws) == {"p_A", "p_B", "p_C"} and fit.draws["p_B"].shape == (30, 2)
     with warnings.catch_warnings():  # 30 draws: Pareto k is noisy, the point is that LOO runs per unit
@@ -138,7 +152,14 @@ def test_hidden_switch_by_nuts_sums_out_the_hidden_site_like_pyro():
     # within 3 MCSE. LOO runs over the 60 units on the two observed sites' sum ('total').
     data = programs.hidden_switch_data(60, seed=1)
     fit = ppgen.fit(
-        programs.hidden_switch, data, method="mcmc", num_samples=150, warmup_steps=150, seed=0, progress=False
+        programs.hidden_switch,
+        data,
+        method="mcmc",
+        num_chains=1,
+        num_samples=150,
+        warmup_steps=150,
+        seed=0,
+        progress=False,
     )
     pyro.set_rng_seed(0)
     kernel = NUTS(programs.hidden_switch, max_plate_nesting=1, jit_compile=True, ignore_jit_warnings=True)
@@ -192,6 +213,7 @@ def test_conditioned_generative_program_matches_pyro_mcmc():
         {"sigma": sigma},
         observed={"obs": y},
         method="mcmc",
+        num_chains=1,
         num_samples=200,
         warmup_steps=200,
         seed=2,
@@ -249,7 +271,15 @@ def test_plate_option_picks_the_units(plate, summed_dim, units):
     y = torch.randn(6, 4)
     options = {} if plate is None else {"plate": plate}
     fit = ppgen.fit(
-        _grid, {"y": y}, method="mcmc", num_samples=50, warmup_steps=50, seed=0, progress=False, **options
+        _grid,
+        {"y": y},
+        method="mcmc",
+        num_chains=1,
+        num_samples=50,
+        warmup_steps=50,
+        seed=0,
+        progress=False,
+        **options,
     )
     pointwise = torch.as_tensor(fit.posterior.log_likelihood["obs"].values[0])
     expected = dist.Normal(fit.draws["mu"][:, None, None], 1.0).log_prob(y).sum(summed_dim)

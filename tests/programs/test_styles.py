@@ -372,7 +372,7 @@ def test_nuts_on_an_obs_mask_program_warns_that_the_masked_entries_have_no_densi
     # observed ones out; NUTS would move those with no density. A program without masks: no warning.
     data = torch.randn(12, generator=torch.Generator().manual_seed(9))
     mask = torch.arange(12) % 3 != 0
-    options = dict(method="mcmc", num_samples=10, warmup_steps=10, seed=0, progress=False)
+    options = dict(method="mcmc", num_chains=1, num_samples=10, warmup_steps=10, seed=0, progress=False)
     with pytest.warns(UserWarning, match="'obs_unobserved' has entries whose density is masked out"):
         ppgen.fit(imputed, {"data": data, "mask": mask}, **options)
     program = as_fit_model(_factor)

@@ -68,7 +68,8 @@ class Chain:
             settings.num_warmup, len(q0), settings.dense_mass, settings.target_accept_prob,
             adapt_mass=settings.adapt_mass, initial_grad=grad,
         )  # fmt: skip
-        self.adaptation.start(self.point, potential, self.rng, settings.step_size)
+        with np.errstate(over="ignore", invalid="ignore"):  # trial steps may overflow (see step)
+            self.adaptation.start(self.point, potential, self.rng, settings.step_size)
         self.iteration = 0
         self.draws: list[np.ndarray] = []
         self.stats: dict[str, list] = {name: [] for name in STAT_NAMES}
@@ -121,6 +122,12 @@ class Chain:
     # ------------------------------------------------------------------ sampling
     def step(self) -> None:
         """One transition; during warm-up it adapts, afterwards it keeps the draw and its statistics."""
+        # a divergent trajectory or an over-long trial step overflows to inf and NaN, which the
+        # transition reads as a divergence (ΔH = inf): numpy's RuntimeWarning would only alarm
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._step()
+
+    def _step(self) -> None:
         s, adaptation, point = self.settings, self.adaptation, self.point
         step_size = adaptation.step_size
         leaf = getattr(self.potential, "leaf", None)  # the fused leaf, where the potential has one
@@ -234,9 +241,17 @@ def run_chains(
 _TASK: list = []  # (run, jobs) of the current map_chains, read by the forked workers
 
 
+#: What a forked chain returns when Ctrl-C stopped it before its first draw (a KeyboardInterrupt
+#: would kill the pool's worker, and ``Pool.map`` would wait for it forever).
+_INTERRUPTED = "interrupted before the first draw"
+
+
 def _forked(index: int):
     run, jobs = _TASK[0]
-    return run(*jobs[index])
+    try:
+        return run(*jobs[index])
+    except KeyboardInterrupt:
+        return _INTERRUPTED
 
 
 def map_chains(run, jobs: list[tuple], parallel: bool) -> list:
@@ -247,9 +262,16 @@ def map_chains(run, jobs: list[tuple], parallel: bool) -> list:
         _TASK[:] = [(run, jobs)]
         try:
             with mp.get_context("fork").Pool(min(len(jobs), mp.cpu_count())) as pool:
-                return pool.map(_forked, range(len(jobs)))
+                pending = pool.map_async(_forked, range(len(jobs)))
+                try:
+                    results = pending.get()
+                except KeyboardInterrupt:  # Ctrl-C reached every chain too: each saves and returns
+                    results = pending.get()  # a second Ctrl-C leaves without them
         finally:
             _TASK.clear()
+        if any(isinstance(r, str) for r in results):  # _INTERRUPTED
+            raise KeyboardInterrupt  # a chain had no draws yet: as one chain, Ctrl-C propagates
+        return results
     results = []
     threads = torch.get_num_threads()
     try:
