@@ -10,10 +10,11 @@ A transition runs on the potential's fused leaf (``nuts/leaf.py``: one compiled 
 step) where the potential has one captured for the run's tree depth and metric, and on the numpy
 reference (``nuts/trajectory.py``) for a plain numpy potential (the tests' closed-form targets).
 
-Chains run in forked processes, one per core (PYRO_NOTES 7), each on one thread. Batching the
-chains inside one process was measured against it (benchmarks/nuts.py): a batch runs every
-chain for as many leapfrog steps as its longest tree and keeps one core busy, where processes
-keep every core busy and stop each chain's tree where it stops.
+Chains run in forked processes, one per core (PYRO_NOTES 7), each on one thread; ``num_chains``
+defaults to the cores (2 to 4), so each chain has a core of its own. Chains batched in one graph
+inside a process were not built: a batch runs every chain for as many leapfrog steps as its
+longest tree, where a process stops each chain's tree where it stops; batching would pay only
+with more chains than cores.
 """
 
 from __future__ import annotations
