@@ -179,11 +179,8 @@ class Potential:
         if not fused:
             example = (q0,)
         fn = make_leaf(self._eager64, self.max_depth, self.dense) if fused else (lambda q: self._eager64(q))
-        decompositions = None
-        if compiler != "trace":  # captured as inductor wants it: one trace, not a second to decompose
-            from torch._inductor.decomposition import select_decomp_table
-
-            decompositions = select_decomp_table()
+        # captured as inductor wants it: one trace, not a second to decompose
+        decompositions = _inductor_decompositions() if compiler != "trace" else None
         try:
             with pyro.validation_enabled(False), _no_sample_checks(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer chatter; the result is checked below
@@ -331,6 +328,22 @@ def _lift_constants(graph: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, 
     graph.graph.lint()
     graph.recompile()
     return graph, constants
+
+
+#: Matrix products stay ATen calls (BLAS) in the compiled leaf. Inductor decomposes a matrix–vector
+#: product into a multiply and a sum, and its C++ loop then vectorises along the short dimension (d =
+#: 10: a horizontal reduction per data row). Measured per leapfrog call, one thread, quiet machine,
+#: decomposed → kept: logistic regression d = 10, n = 1e5 3.40 → 1.11 ms, n = 1e4 0.40 → 0.17 ms,
+#: n = 2000 0.109 → 0.092 ms; arK (T = 200) 0.088 → 0.079 ms.
+KEPT_PRODUCTS = ("mv", "mm", "addmv", "addmm", "bmm", "dot")
+
+
+def _inductor_decompositions() -> dict:
+    """Inductor's decompositions, less those of the matrix products (:data:`KEPT_PRODUCTS`)."""
+    from torch._inductor.decomposition import select_decomp_table
+
+    kept = {getattr(torch.ops.aten, name).default for name in KEPT_PRODUCTS}
+    return {op: fn for op, fn in select_decomp_table().items() if op not in kept}
 
 
 def _inductor(graph: torch.fx.GraphModule, example: tuple) -> Callable[[list], tuple]:

@@ -134,3 +134,23 @@ def test_a_second_capture_on_data_of_the_same_shapes_compiles_nothing(monkeypatc
             expected = 0.5 * 0.3**2 + 0.5 * float(((data - 0.3) ** 2).sum()) + (n + 1) / 2 * np.log(2 * np.pi)
             assert u == pytest.approx(expected, rel=1e-6)
             assert g[0] == pytest.approx(0.3 - float((data - 0.3).sum()), rel=1e-5)
+
+
+def test_capture_keeps_matrix_products_as_blas_calls():
+    # Inductor's table turns X @ beta into a multiply and a sum, which its C++ loop vectorises along
+    # d (3.4 ms against 1.1 ms a leaf at n = 1e5, d = 10); the capture keeps aten.mv for BLAS. The
+    # kept graph computes the same product (reference: torch's own matmul, 1e-12).
+    from torch._inductor.decomposition import select_decomp_table
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    X = torch.randn(50, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    beta = torch.linspace(-1, 1, 10, dtype=torch.float64)
+
+    def ops(table) -> tuple[set[str], torch.fx.GraphModule]:
+        graph = make_fx(lambda x, b: torch.sigmoid(x @ b), decomposition_table=table)(X, beta)
+        return {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}, graph
+
+    kept, graph = ops(potential_module._inductor_decompositions())
+    assert "aten.mv.default" in kept
+    assert "aten.mv.default" not in ops(select_decomp_table())[0]
+    torch.testing.assert_close(graph(X, beta), torch.sigmoid(X @ beta), rtol=0, atol=1e-12)
