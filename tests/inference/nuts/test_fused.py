@@ -138,7 +138,7 @@ def test_a_second_capture_on_data_of_the_same_shapes_compiles_nothing(monkeypatc
 
 def test_capture_keeps_matrix_products_as_blas_calls():
     # Inductor's table turns X @ beta into a multiply and a sum, which its C++ loop vectorises along
-    # d (3.4 ms against 1.1 ms a leaf at n = 1e5, d = 10); the capture keeps aten.mv for BLAS. The
+    # d (3.4 ms against 1.1 ms a leaf at n = 1e5, d = 10); the capture writes it as aten.mm. The
     # kept graph computes the same product (reference: torch's own matmul, 1e-12).
     from torch._inductor.decomposition import select_decomp_table
     from torch.fx.experimental.proxy_tensor import make_fx
@@ -151,6 +151,30 @@ def test_capture_keeps_matrix_products_as_blas_calls():
         return {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}, graph
 
     kept, graph = ops(potential_module._inductor_decompositions())
-    assert "aten.mv.default" in kept
-    assert "aten.mv.default" not in ops(select_decomp_table())[0]
+    assert "aten.mm.default" in kept and "aten.sum.dim_IntList" not in kept  # a BLAS call, not a loop
+    assert {"aten.mul.Tensor", "aten.sum.dim_IntList"} <= ops(select_decomp_table())[0]
     torch.testing.assert_close(graph(X, beta), torch.sigmoid(X @ beta), rtol=0, atol=1e-12)
+
+
+def test_inductor_compiles_a_matrix_vector_product_from_a_cold_cache(tmp_path, monkeypatch):
+    # aten.mv kept out of inductor's decompositions failed to lower ("both a fallback and a decomp"),
+    # which a warm on-disk cache hid; written as mm it compiles from an empty cache. Reference: the
+    # potential's gradient by hand, Xᵀ(y − σ(Xβ)) − β for a N(0, 1) prior (1e-5: float32 program).
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(30, 3, generator=g)  # float32, as a user's data and Pyro's priors come
+    y = torch.bernoulli(torch.full((30,), 0.5), generator=g)
+
+    def logistic(X, y):
+        beta = pyro.sample("beta", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+        with pyro.plate("data", 30):
+            pyro.sample("y", dist.Bernoulli(logits=X @ beta), obs=y)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's chatter (mcmc silences it the same way)
+        potential = potential_module.Potential(logistic, (X, y), {}, 1, 1, "inductor", max_depth=3)
+    beta = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+    _, grad = potential(beta.numpy())
+    X, y = X.double(), y.double()
+    expected = -(X.T @ (y - torch.sigmoid(X @ beta)) - beta)
+    np.testing.assert_allclose(grad, expected.numpy(), atol=1e-5)  # the program runs in float32
