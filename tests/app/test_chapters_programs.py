@@ -26,3 +26,17 @@ def test_programs_chapter_reproduces_efron_morris_in_fast_mode():
     assert kinds.count("table") == 1 and kinds.count("figure") == 1  # the baseball table, the check
     assert len(ctx.zoo) == 3  # empirical Bayes, MAP, NUTS of one program
     assert all(row.heldout_loglik is not None and row.heldout_loglik < 0 for row in ctx.zoo)
+
+
+def test_zoo_chapter_has_options_for_or_skips_every_method_its_models_list():
+    # `importance` became applicable to Bayesian models and the zoo chapter died on KeyError
+    # ('importance'), stopping `ppgen tour`; each listed method now gets options or is skipped.
+    import ppgen
+    from ppgen.app.chapters import zoo
+
+    ctx = TourContext(fast=True, seed=0)
+    methods = ppgen.applicable_methods(zoo._bayesian_gaussian())
+    assert "importance" in methods and zoo._options(ctx, "gaussian", "importance") is None
+    for method in methods:
+        if method != "importance":
+            assert isinstance(zoo._options(ctx, "gaussian", method), dict), method

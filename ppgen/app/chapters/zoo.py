@@ -50,7 +50,9 @@ SHOWN = ("exact", "em", "mle", "adversarial", "mcmc", "svi", "map")
 HIDDEN = (64, 64)
 
 
-def _options(ctx: TourContext, name: str, method: str) -> dict:
+def _options(ctx: TourContext, name: str, method: str) -> dict | None:
+    """The fit options of ``method`` in this chapter, or None for a method the zoo does not show
+    (``importance``: prior proposals on 200 points keep a handful of draws; tutorial 11 shows it)."""
     steps = ctx.pick(200, 300, 1000)
     if name == "flow":  # 30 ms a step (spline coupling); held-out log-lik peaks early at this rate
         steps = ctx.pick(60, 120, 600)
@@ -71,7 +73,7 @@ def _options(ctx: TourContext, name: str, method: str) -> dict:
             "progress": False,
         },
         "adversarial": adversarial,
-    }[method]
+    }.get(method)
 
 
 def _bayesian_gaussian():
@@ -136,6 +138,8 @@ def _run(ctx: TourContext) -> None:
             if method == "adversarial" and name not in ("gaussian", "gan"):
                 continue  # an adversarial flow is tutorial 09's story; here it would dominate the run time
             options = _options(ctx, name, method)
+            if options is None:
+                continue
             if method == "adversarial":
                 options["critic"] = MLPCritic(HIDDEN)
             with warnings.catch_warnings():
