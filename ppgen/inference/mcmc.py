@@ -80,7 +80,7 @@ def _kernel(model, options, jit: bool):
     kwargs = {
         "max_plate_nesting": options.get("max_plate_nesting", max(1, getattr(model, "max_plate_nesting", 1)))
     }
-    kwargs["full_mass"] = options.get("dense_mass") is True  # Pyro's name; "auto" is ppgen's sampler's rule
+    kwargs["full_mass"] = _dense_option(options) is True  # Pyro's name; "auto" is ppgen's sampler's rule
     if kernel_cls is NUTS:
         kwargs["target_accept_prob"] = options.get("target_accept_prob", 0.8)
     else:
@@ -267,14 +267,26 @@ def _run_ppgen(model, x, covariates, options):
     return results, stats, extras
 
 
+def _dense_option(options: dict) -> bool | str:
+    """``dense_mass`` as ``True``, ``False`` or ``"auto"`` (numpy booleans and 0/1 read as booleans)."""
+    dense = options.get("dense_mass", "auto")
+    if isinstance(dense, str):
+        if dense != "auto":
+            raise OptionError(f"Expected dense_mass in (True, False, 'auto'), but got {dense!r}.")
+        return dense
+    if dense not in (True, False):
+        raise OptionError(f"Expected dense_mass in (True, False, 'auto'), but got {dense!r}.")
+    return bool(dense)
+
+
 def _dense_rule(options: dict, warmup: int):
     """``dense_mass``: True, False, or ``"auto"`` (the default; dense for small models, :func:`auto_dense`).
 
     "auto" is diagonal under nutpie (it adapts a diagonal metric) and under ``adapt_mass`` other
     than Stan's (a diagonal estimate)."""
-    dense = options.get("dense_mass", "auto")
+    dense = _dense_option(options)
     if dense != "auto":
-        return bool(dense)
+        return dense
     if options.get("sampler") == "nutpie" or options.get("adapt_mass", "stan") != "stan":
         return False
     return lambda size: auto_dense(size, warmup)
@@ -303,9 +315,7 @@ def _check_choices(options: dict) -> None:
     ):
         if options.get(key, default) not in allowed:
             raise OptionError(f"Expected {key} in {allowed}, but got {options[key]!r}.")
-    dense = options.get("dense_mass", "auto")
-    if not any(dense is c or (not isinstance(dense, str) and dense == c) for c in (True, False, "auto")):
-        raise OptionError(f"Expected dense_mass in (True, False, 'auto'), but got {dense!r}.")
+    dense = _dense_option(options)  # raises for anything but True, False or "auto"
     if options.get("adapt_mass", "stan") != "stan" and dense is True:
         raise OptionError(
             f"Expected dense_mass=False with adapt_mass={options['adapt_mass']!r} (a diagonal estimate), "

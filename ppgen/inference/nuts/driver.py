@@ -270,7 +270,7 @@ def map_chains(run, jobs: list[tuple], parallel: bool) -> list:
                     results = pending.get()  # a second Ctrl-C leaves without them
         finally:
             _TASK.clear()
-        if any(isinstance(r, str) for r in results):  # _INTERRUPTED
+        if _INTERRUPTED in results:
             raise KeyboardInterrupt  # a chain had no draws yet: as one chain, Ctrl-C propagates
         return results
     results = []

@@ -180,7 +180,7 @@ class Potential:
             example = (q0,)
         fn = make_leaf(self._eager64, self.max_depth, self.dense) if fused else (lambda q: self._eager64(q))
         # captured as inductor wants it: one trace, not a second to decompose
-        decompositions = _inductor_decompositions() if compiler != "trace" else None
+        decompositions = _inductor_decompositions() if fused else None
         try:
             with pyro.validation_enabled(False), _no_sample_checks(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer chatter; the result is checked below

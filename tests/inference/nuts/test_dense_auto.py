@@ -85,8 +85,13 @@ def test_auto_stays_diagonal_above_the_limit_and_with_gradient_adaptation(data):
 
 
 def test_dense_mass_takes_only_true_false_or_auto(data):
+    from ppgen.inference.mcmc import _dense_option
+
     with pytest.raises(OptionError, match="dense_mass"):
         _fit(regression, data, dense_mass="full")
+    # a string built at run time (a command line's "dense_mass=auto") is not the interned literal
+    assert _dense_option({"dense_mass": "dense_mass=auto".split("=")[1]}) == "auto"
+    assert _dense_option({"dense_mass": np.True_}) is True
 
 
 def test_pyros_nuts_receives_dense_mass_true_as_full_mass():
