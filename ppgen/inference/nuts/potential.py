@@ -185,6 +185,8 @@ class Potential:
             with pyro.validation_enabled(False), _no_sample_checks(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer chatter; the result is checked below
                 graph = make_fx(fn, decomposition_table=decompositions)(*example)
+                if fused and _mutates(graph):
+                    graph = make_fx(torch.func.functionalize(graph))(*example)
         except Exception as err:  # any failure of the tracer means "this program is not capturable"
             raise CaptureError(
                 f"make_fx could not capture its potential ({type(err).__name__}: {err})"
@@ -320,7 +322,9 @@ def _lift_constants(graph: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, 
         if node.target not in inputs:
             with graph.graph.inserting_after(last_input):
                 last_input = inputs[node.target] = graph.graph.placeholder(f"constant_{len(constants)}")
-            constants.append(getattr(graph, node.target).detach())
+            # dense: inductor compiles for the example's strides (contiguous clones) and, without its
+            # size asserts, would read an expanded prior parameter (stride 0) past its one element
+            constants.append(getattr(graph, node.target).detach().contiguous())
         node.replace_all_uses_with(inputs[node.target])
         graph.graph.erase_node(node)
     for target in inputs:
@@ -335,6 +339,18 @@ def _lift_constants(graph: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, 
 # 10: a horizontal reduction per data row). Measured per leapfrog call, one thread, quiet machine,
 # decomposed → BLAS: logistic regression d = 10, n = 1e5 3.40 → 1.11 ms, n = 1e4 0.40 → 0.17 ms,
 # n = 2000 0.109 → 0.092 ms; arK (T = 200) 0.088 → 0.079 ms.
+def _mutates(graph: torch.fx.GraphModule) -> bool:
+    """The captured graph holds in-place operations. Some backward formulas write in place (cumprod's,
+    under every simplex latent's stick-breaking); ``compile_fx_inner`` expects the functional graph AOT
+    autograd would give it, and compiled those to a wrong gradient (measured: a Dirichlet-Categorical's
+    first coordinate off by 0.35) — so such a graph is traced once more, functionalised."""
+    for node in graph.graph.nodes:
+        schema = getattr(node.target, "_schema", None)
+        if node.op == "call_function" and schema is not None and schema.is_mutable:
+            return True
+    return False
+
+
 def _inductor_decompositions() -> dict:
     """Inductor's decompositions, with ``mv``, ``addmv`` and ``dot`` written as ``mm``, which inductor
     lowers to a BLAS call (``mm`` itself it decomposes only when an operand is a column or row of

@@ -178,3 +178,53 @@ def test_inductor_compiles_a_matrix_vector_product_from_a_cold_cache(tmp_path, m
     X, y = X.double(), y.double()
     expected = -(X.T @ (y - torch.sigmoid(X @ beta)) - beta)
     np.testing.assert_allclose(grad, expected.numpy(), atol=1e-5)  # the program runs in float32
+
+
+_PRIOR = dist.Normal(0.0, 1.0).expand([3]).to_event(1)  # built once, outside the program: stride-0 tensors
+
+
+def _regression_with_a_prior_built_outside(X, y):
+    # PyroSample's style (Pyro's bayesian_regression tutorial): the prior object exists before the call
+    beta = pyro.sample("beta", _PRIOR)
+    sigma = pyro.sample("sigma", dist.Uniform(0.0, 10.0))
+    with pyro.plate("data", X.shape[0]):
+        pyro.sample("y", dist.Normal(X @ beta, sigma), obs=y)
+
+
+def _dice(rolls):
+    # Pyro's prodlda tutorial: a Dirichlet latent, whose stick-breaking gradient runs cumprod's backward
+    theta = pyro.sample("theta", dist.Dirichlet(torch.ones(6)))
+    with pyro.plate("data", len(rolls)):
+        pyro.sample("obs", dist.Categorical(theta), obs=rolls)
+
+
+@pytest.mark.parametrize("case", ["prior_built_outside", "dirichlet"])
+def test_inductor_potential_equals_pyros_where_capture_once_went_wrong(case):
+    # Two capture bugs sent these programs to Pyro's NUTS (5x slower) with "its compiled potential
+    # differs": (1) an expanded prior parameter (stride 0) lifted as a graph input while inductor
+    # compiled for a dense clone, so it read past the tensor's one element (NaN, inf); (2) cumprod's
+    # backward writes in place, which compile_fx_inner miscompiled (gradient off by 0.35). Reference:
+    # Pyro's own potential and autograd at five random points (1e-4 relative: float32 programs).
+    from pyro.infer.mcmc.util import initialize_model
+
+    g = torch.Generator().manual_seed(3)
+    if case == "prior_built_outside":
+        X = torch.randn(40, 3, generator=g)
+        y = X @ torch.tensor([1.0, -0.5, 0.2]) + 0.3 * torch.randn(40, generator=g)
+        args, program = (X, y), _regression_with_a_prior_built_outside
+    else:
+        args, program = (torch.randint(0, 6, (30,), generator=g),), _dice
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's chatter (mcmc silences it the same way)
+        potential = potential_module.Potential(program, args, {}, 1, 1, "inductor", max_depth=3, dense=True)
+    assert potential.leaf is not None  # compiled, not refused
+    _, potential_fn, _, _ = initialize_model(program, args, {}, max_plate_nesting=1)
+    for _ in range(5):
+        q = torch.randn(potential.size, generator=g, dtype=torch.float64) * 0.5
+        u, grad = potential(q.numpy())
+        point = {n: v.reshape(s).float().requires_grad_(True)
+                 for n, v, s in zip(potential.names, torch.split(q, potential.sizes), potential.shapes)}  # fmt: skip
+        expected = potential_fn(point)
+        expected_grad = torch.cat([t.reshape(-1) for t in torch.autograd.grad(expected, list(point.values()))])
+        assert u == pytest.approx(float(expected.detach()), rel=1e-4)
+        np.testing.assert_allclose(grad, expected_grad.double().numpy(), rtol=1e-4, atol=1e-4)
