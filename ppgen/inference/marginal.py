@@ -26,6 +26,7 @@ from pyro.distributions.transforms import biject_to
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 from ppgen.errors import MethodError, OptionError
+from ppgen.inference.autoguide import units_plate
 from ppgen.inference.loop import TrainConfig, train
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.polish import finish_point_fit, polishes
@@ -155,6 +156,8 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
         (),
         lambda: {**model.point_estimates(), **_detached(dropped.values())},
         n,
+        method="mle fit",
+        latents=list(dropped.parameters()),
     )
     extras.update(finish)
     fit = Fit(
@@ -186,7 +189,11 @@ def _local_guide(model, story, locals_: list[str], batches: Minibatches, x, cova
     blocked = poutine.block(
         story, hide_fn=lambda msg: msg["is_observed"] or msg["infer"].get("enumerate") == "parallel"
     )
-    auto = autoguides.AutoNormal(blocked, init_loc_fn=autoguides.init_to_median(num_samples=15))
+    auto = autoguides.AutoNormal(
+        blocked,
+        init_loc_fn=autoguides.init_to_median(num_samples=15),
+        create_plates=lambda *args, **kwargs: units_plate(auto, model),  # a sizeless plate's size
+    )
     with torch.no_grad():
         auto(x, **covariates)  # builds its parameters
     auto = auto.to(x.dtype)

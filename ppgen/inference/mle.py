@@ -126,6 +126,7 @@ class MLE:
                 (),
                 model.point_estimates,
                 n,
+                method="mle fit",
             )
         return Fit(
             model=model,

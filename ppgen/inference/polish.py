@@ -9,12 +9,15 @@ optimum the objective's curvature gives the fit's standard errors (:mod:`.standa
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from ppgen.errors import OptionError
+from ppgen.errors import ConvergenceWarning, OptionError
 from ppgen.inference import distributed
 from ppgen.inference.loop import training_mode
 from ppgen.inference.standard_errors import point_errors
+from ppgen.inference.unbounded import describe_unbounded
 
 __all__ = ["polish", "polishes", "polishable", "is_deterministic", "finish_point_fit"]
 
@@ -81,18 +84,35 @@ def polish(loss_fn, params, history: list[float], converged: bool) -> tuple[list
 
 
 def finish_point_fit(
-    applies: bool, loss_fn, params, history, converged, parts, estimates_fn, scale: float, exact_loss=None
+    applies: bool,
+    loss_fn,
+    params,
+    history,
+    converged,
+    parts,
+    estimates_fn,
+    scale: float,
+    exact_loss=None,
+    method: str = "point fit",
+    latents=(),
 ) -> tuple[list[float], bool, dict]:
     """A point fit over every unit with nothing sampled has a deterministic objective: L-BFGS finishes
-    it and its curvature gives standard errors. ``(history, converged, extras)``, where ``extras``
-    holds ``"polish"`` and ``"sd"``/``"sd_skipped"`` when it applied.
+    it, its curvature gives standard errors, and its gradient and curvature along each coordinate find
+    the estimates it left short of an optimum (warned, :mod:`.unbounded`).
+
+    Returns ``(history, converged, extras)``, where ``extras`` holds ``"polish"``,
+    ``"sd"``/``"sd_skipped"`` and ``"unbounded"`` (when any) when it applied.
 
     ``parts``: the modules the loss trains (in training mode meanwhile); ``scale · loss`` is the
-    objective over every unit; ``exact_loss`` (default ``loss_fn``): the same objective uncompiled,
+    objective over every unit; ``latents``: the parameters standing for latent sites (see
+    :func:`~.standard_errors.point_errors`); ``exact_loss`` (default ``loss_fn``): the same objective
+    uncompiled,
     for the Hessian's double backward, which a traced loss may not give."""
     if not applies or not is_deterministic(loss_fn):
         return history, converged, {}
     with training_mode(*parts):
         history, converged = polish(loss_fn, params, history, converged)
-        errors = point_errors(exact_loss or loss_fn, params, estimates_fn, scale)
+        errors = point_errors(exact_loss or loss_fn, params, estimates_fn, scale, latents)
+    if errors.get("unbounded"):
+        warnings.warn(describe_unbounded(errors["unbounded"], method), ConvergenceWarning, stacklevel=3)
     return history, converged, {"polish": "lbfgs", **errors}

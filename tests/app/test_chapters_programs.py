@@ -22,6 +22,7 @@ def test_programs_chapter_reproduces_efron_morris_in_fast_mode():
     assert abs(numbers["sse_james_stein"] - 0.0268) < 1e-4
     assert numbers["sse_nuts"] <= 0.032
     assert numbers["map_scale"] < 0.05 < numbers["empirical_bayes_scale"]  # MAP's funnel, EB's interior scale
+    assert any("stopped short of an optimum" in text for kind, text in ctx.blocks if kind == "text")
     kinds = [kind for kind, _ in ctx.blocks]
     assert kinds.count("table") == 1 and kinds.count("figure") == 1  # the baseball table, the check
     assert len(ctx.zoo) == 3  # empirical Bayes, MAP, NUTS of one program
