@@ -19,7 +19,14 @@ from ppgen.inference.posterior import inference_data
 from ppgen.inference.restarts import check_init
 from ppgen.result import Fit
 
-__all__ = ["build_autoguide", "build_parameters", "laplace", "attach_guide_posterior", "attach_draws"]
+__all__ = [
+    "build_autoguide",
+    "build_parameters",
+    "laplace",
+    "attach_guide_posterior",
+    "attach_draws",
+    "units_plate",
+]
 
 #: Draws a fitted autoguide gives the posterior.
 POSTERIOR_DRAWS = 1000
@@ -60,7 +67,7 @@ def build_autoguide(
         kwargs["init_scale"] = options["init_scale"]
     if cls in (autoguides.AutoDelta, autoguides.AutoNormal):
         # Per-unit latents under minibatches: the guide's plate subsamples the batch's rows
-        kwargs["create_plates"] = lambda *a, **k: _batch_plate(auto, model.unit_plate, batches)
+        kwargs["create_plates"] = lambda *a, **k: units_plate(auto, model, batches)
     elif config_batch_size is not None and _local_latents(model, blocked, x, covariates):
         raise OptionError(
             "Expected guide='normal' or 'delta' for batch_size= with per-unit latents "
@@ -101,15 +108,24 @@ def build_parameters(
         ) from None
 
 
-def _batch_plate(auto, plate: str | None, batches: Minibatches) -> list:
+def units_plate(auto, model: GenerativeModel, batches: Minibatches | None = None) -> list:
     """The units' plate of an autoguide, subsampled to the rows of the current minibatch.
 
     The model sees the batch's rows as its whole plate (the arguments are sliced); the guide keeps a
-    parameter per unit of the full data and picks the batch's (Pyro's ``PyroParam`` subsampling)."""
+    parameter per unit of the full data and picks the batch's (Pyro's ``PyroParam`` subsampling). A
+    units plate declared without a size (Pyro's ss_vae_M2.py: ``pyro.plate("data")``) gets the size
+    the data gave it: the autoguide would rebuild it with size -1 and fail inside ``torch.arange``."""
+    plate = model.unit_plate
     frame = auto._prototype_frames.get(plate) if plate is not None else None
-    if frame is None or batches.indices is None:
+    if frame is None:
         return []
-    return [pyro.plate(plate, batches.n, dim=frame.dim, subsample=batches.indices)]
+    if batches is not None and batches.indices is not None:
+        return [pyro.plate(plate, batches.n, dim=frame.dim, subsample=batches.indices)]
+    n_units = (getattr(model, "structure", None) or {}).get("n_units", -1)
+    if frame.size < 0 and n_units > 0:
+        with poutine.block():  # its subsample site, which the model's plate has not (Pyro would warn)
+            return [pyro.plate(plate, n_units, dim=frame.dim)]
+    return []
 
 
 def _local_latents(model: GenerativeModel, blocked, x: torch.Tensor, covariates: dict) -> list[str]:

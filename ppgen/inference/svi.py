@@ -46,10 +46,18 @@ LOSSES = ("auto", "elbo", "enum", "iwae")
 _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
 
 
-def _has_enumeration(model: GenerativeModel, x, covariates) -> bool:
+def _has_enumeration(model: GenerativeModel, x, covariates, guide=None) -> bool:
+    """A site marked for enumeration in the model, or in the user's guide (Pyro's ss_vae_M2.py passes
+    ``config_enumerate(guide)``: the guide's ``y`` is summed out, which takes ``TraceEnum_ELBO``)."""
+    programs = [model.model] + ([guide] if guide is not None else [])
     with torch.no_grad(), poutine.block():
-        trace = poutine.trace(model.model).get_trace(x, **covariates)
-    return any(site["infer"].get("enumerate") for site in trace.nodes.values() if site["type"] == "sample")
+        traces = [poutine.trace(program).get_trace(x, **covariates) for program in programs]
+    return any(
+        site["infer"].get("enumerate")
+        for trace in traces
+        for site in trace.nodes.values()
+        if site["type"] == "sample"
+    )
 
 
 def _check_trainable(model: GenerativeModel, method: str) -> None:
@@ -160,7 +168,8 @@ class SVI:
                 f"Expected a guide for the global latents {sorted(globals_)}, but got guide='model' "
                 "(which covers local latents only); use guide='normal', 'mvn' or 'delta'."
             )
-        enumerate_ = _has_enumeration(model, x, covariates)
+        user_guide = model.guide if guide_name == "model" and own_guide else None
+        enumerate_ = _has_enumeration(model, x, covariates, user_guide)
         # A model may offer ``loss(x, **covariates)``: the negative ELBO of its own guide with
         # closed-form terms (same objective, no tracing). "auto" uses it; loss="elbo" forces Trace_ELBO.
         model_loss = (
@@ -242,6 +251,8 @@ class SVI:
             estimates_of(model, auto, x, covariates),
             n,
             exact_loss=lambda: rows_loss(x, covariates, batches.weight, n),
+            method=f"{self.name} fit",
+            latents=list(auto.parameters()) if auto is not None else (),
         )
         elapsed = time.perf_counter() - start
         fit = Fit(

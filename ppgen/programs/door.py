@@ -52,7 +52,12 @@ def as_fit_model(model: Any, observed: Any = None, options: dict | None = None) 
         program_options["observed"] = tuple(observed)
     if "plate" in options:
         program_options["plate"] = options.pop("plate")
-    model = copy.deepcopy(as_model(model, **program_options))
+    model = as_model(model, **program_options)
     if callable(getattr(model, "set_guide", None)) and callable(options.get("guide")):
-        model.set_guide(options.pop("guide"))  # a hand-written guide: its parameters live in the fit
-    return model
+        # one copy of both: a guide that is a method of the model's module (Pyro's ss_vae_M2.py:
+        # ``guide=ss_vae.guide``, or config_enumerate of it) must run the copy the model runs, whose
+        # networks the fit trains; copied apart it kept the user's untrained ones
+        model, guide = copy.deepcopy((model, options.pop("guide")))
+        model.set_guide(guide)  # a hand-written guide: its parameters live in the fit
+        return model
+    return copy.deepcopy(model)

@@ -239,8 +239,15 @@ def _return_names(program, trace: poutine.Trace, return_sites) -> tuple[str, ...
     if isinstance(trace.nodes.get("_RETURN", {}).get("value"), torch.Tensor):
         found.append("_RETURN")  # the program's return value, as Pyro's Predictive names it
     if return_sites is None:
-        deterministic = program.structure.get("deterministic", ())
-        return tuple(program.observed_sites) + tuple(s for s in deterministic if s in found)
+        # Pyro's Predictive: what the posterior does not fix. The training fit's observed sites that
+        # this run has, then sites training never saw (a forecast's obs_5, S2I_5 in Pyro's sir_hmc.py,
+        # whose sites are named by time step), then the deterministic sites
+        structure = program.structure
+        known = {*structure["observed"], *structure["latent"], *structure["conditioned"]}
+        deterministic = [s for s in found if trace.nodes.get(s, {}).get("infer", {}).get("_deterministic")]
+        observed = [s for s in program.observed_sites if s in found]
+        new = [s for s in found if s not in known and s not in deterministic and s != "_RETURN"]
+        return tuple(observed + new + deterministic)
     if isinstance(return_sites, str):
         return_sites = [return_sites]
     unknown = [s for s in return_sites if s not in found]

@@ -4,7 +4,8 @@
 from their initial value the first time). ``pyro.module(name, net)`` registers ``net``'s
 parameters and returns ``net`` itself, which the program then calls: so while the program runs,
 ``net``'s parameter slots hold the fit's own tensors (copied from ``net`` the first time), and on
-exit they are given back. The user's network is never trained in place, and two fits of one
+exit they are given back. A network once registered is served in every later run of the model or
+the guide, since Pyro's programs register a network in one and call it from the other. The user's network is never trained in place, and two fits of one
 program never share weights (PYRO_NOTES 2 and 9).
 """
 
@@ -47,6 +48,10 @@ class LocalParams(poutine.messenger.Messenger):
             self._original_module = pyro.module
             pyro.module = pyro.primitives.module = _serve_module
         LocalParams._active.append(self)
+        # every network the program has registered runs on the fit's tensors, in the guide too: Pyro's
+        # ss_vae_M2.py registers its encoders once, by the model's pyro.module, and the guide calls them
+        for name, nn_module in self.program.networks.items():
+            self.module(name, nn_module)
         return super().__enter__()
 
     def __exit__(self, *exc):
@@ -82,6 +87,7 @@ class LocalParams(poutine.messenger.Messenger):
 
     def module(self, name: str, nn_module: torch.nn.Module) -> torch.nn.Module:
         program = self.program
+        program.networks.setdefault(name, nn_module)
         for path, param in list(nn_module.named_parameters()):
             if not param.requires_grad:
                 continue

@@ -104,6 +104,7 @@ class Program(ProgramBinding, ProgramChecks, GenerativeModel):
         # (a ParameterDict refuses the "." that pyro.module names contain).
         self.local_params = torch.nn.ParameterList()
         self.param_index: dict[str, int] = {}
+        self.networks: dict[str, torch.nn.Module] = {}  # pyro.module's networks, by name (params.py)
         self.constraints: dict[str, Any] = {}
         self.structure: dict[str, Any] | None = None  # filled by the first bind
         self.train_args: dict[str, Any] | None = None  # the first bind's arguments (forward runs)
