@@ -189,9 +189,10 @@ def _warn_masked_latents(model: GenerativeModel) -> None:
     if masked:
         warnings.warn(
             f"Latent site {masked[0]!r} has entries whose density is masked out (obs_mask= imputes only the "
-            "masked positions, yet samples the site at every position): NUTS moves those entries with no "
-            "density, so they wander and fill the tree depth, as in Pyro. Their draws mean nothing; for "
-            "imputation prefer method='map' or 'svi', or impute in a site of its own.",
+            "masked positions, yet samples the site at every position; a .mask(...) past a sequence's end "
+            "does the same): NUTS moves those entries with no density, so they wander and fill the tree "
+            "depth, as in Pyro. Their draws mean nothing; for imputation prefer method='map' or 'svi', or "
+            "impute in a site of its own.",
             UserWarning,
             stacklevel=3,
         )

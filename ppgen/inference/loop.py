@@ -247,7 +247,7 @@ def train(
             if saving:
                 snapshot = take_snapshot()
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn()
+            loss = _first_loss(loss_fn) if step == 0 else loss_fn()
             if step == 0:
                 # The first step validated every distribution's arguments; later ones skip it
                 # (a third of a step's cost on small models).
@@ -256,9 +256,15 @@ def train(
             if data_parallel:
                 value = distributed.average_value(value)  # same value, same stopping, on every rank
             if not math.isfinite(value):
+                advice = (
+                    "The starting values give the data zero density (Pyro's sir_hmc.py continuous model "
+                    "from its prior median): pass init={site: value} where the data are possible."
+                    if step == 0
+                    else "Lower lr, standardise the data, or check the data for outliers."
+                )
                 raise NonFiniteLossError(
                     f"Expected a finite loss, but got {value} at step {step}; the model keeps its last "
-                    "finite parameters. Lower lr, standardise the data, or check the data for outliers."
+                    f"finite parameters. {advice}"
                 )
             _backward(loss)
             if data_parallel:
@@ -313,6 +319,21 @@ def train(
         if hasattr(bar, "close"):
             bar.close()
     return history, state["converged"]
+
+
+def _first_loss(loss_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The first step's loss, run with Pyro's validation on: data outside the support at the starting
+    values is the start's fault, said as such (not a raw ValueError from inside the program)."""
+    try:
+        return loss_fn()
+    except ValueError as error:
+        if "support" not in str(error):
+            raise
+        site = next((line for line in str(error).splitlines() if "at site" in line), "").strip()
+        raise NonFiniteLossError(
+            "Expected a finite loss, but got -inf at step 0: the starting values put the data outside "
+            f"their support ({site or error}). Pass init={{site: value}} where the data are possible."
+        ) from error
 
 
 def _backward(loss: torch.Tensor) -> None:

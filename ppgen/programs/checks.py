@@ -35,7 +35,9 @@ class ProgramChecks:
                 raise MethodError(
                     f"Expected continuous latent sites for method={method!r}, but site {name!r} is discrete "
                     f"({site['distribution']}) and not enumerated; mark it with infer={{'enumerate': "
-                    "'parallel'}} (or @config_enumerate) so it is summed out."
+                    "'parallel'} (or @config_enumerate) so it is summed out, if the program broadcasts over "
+                    "its values (a count whose support depends on other latents, as in Pyro's sir_hmc.py, "
+                    "cannot be: reparameterise it, or use method='importance')."
                 )
             try:
                 torch.distributions.biject_to(site["support"])

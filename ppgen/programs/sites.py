@@ -80,6 +80,7 @@ def structure(
         plate = plate_choice
     else:
         plate = _outermost(common, sites[observed[0]]["cond_indep_stack"], automatic)
+        plate = _summed_across(plate, common, sites)
     all_dims = [f.dim for s in sites.values() for f in s["cond_indep_stack"] if f.vectorized]
     latent = {}
     for name, site in sites.items():
@@ -91,7 +92,7 @@ def structure(
             "enumerated": site["infer"].get("enumerate") == "parallel",
             "sequential": site["infer"].get("enumerate") == "sequential",
             # some entries without a density (obs_mask's imputed site at the observed positions)
-            "partly_masked": isinstance(site["mask"], torch.Tensor) and not bool(site["mask"].all()),
+            "partly_masked": _partly_masked(site),
             "discrete": bool(getattr(fn, "has_enumerate_support", False)) or fn.support.is_discrete,
             "support": fn.support,
             "distribution": type(fn).__name__,
@@ -147,6 +148,40 @@ def _outermost(common: set[str], stack, automatic) -> str | None:
     if all(f.name in automatic for f in frames):
         return frames[0].name
     return min(frames, key=lambda f: f.dim).name
+
+
+def _partly_masked(site: dict) -> bool:
+    """Some entries have no density: masked by ``poutine.mask``/``obs_mask`` (the site's mask) or by the
+    distribution's own ``.mask(...)`` (Pyro's dmm.py masks each ``z_t`` past a sequence's end so)."""
+    if isinstance(site["mask"], torch.Tensor) and not bool(site["mask"].all()):
+        return True
+    fn = site["fn"]
+    while fn is not None:
+        mask = getattr(fn, "_mask", None)
+        # partly: a prior masked whole (.mask(False), mle_map's masked_model) leaves the likelihood
+        if isinstance(mask, torch.Tensor) and bool(mask.any()) and not bool(mask.all()):
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False
+
+
+def _summed_across(plate: str | None, common: set[str], sites: dict) -> str | None:
+    """The units' plate, widened to the plate of an enumerated latent that several units share.
+
+    Pyro's mixed_hmm: ``e_g`` is enumerated per group, and each group's individuals (the leftmost dim)
+    sit inside it. Summing ``e_g`` out ties a group's individuals together, so a per-individual
+    log-likelihood does not exist; the groups are the units. (A continuous latent shared that way is
+    no obstacle: each posterior draw fixes it.)"""
+    if plate is None:
+        return plate
+    for site in sites.values():
+        if site["is_observed"] or site["infer"].get("enumerate") != "parallel":
+            continue
+        names = [f.name for f in site["cond_indep_stack"] if f.vectorized]
+        shared = [name for name in names if name in common]
+        if shared and plate not in names:
+            return shared[0]  # outermost first
+    return plate
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 import math
 
+import pyro
 import pyro.distributions as dist
 import pytest
 import torch
@@ -84,6 +85,21 @@ def test_non_finite_loss_stops_with_last_finite_parameters():
     x = gaussian_data(n=50, dim=1, seed=5) * 1e200  # squares overflow to inf in the log-density
     with pytest.raises(ppgen.NonFiniteLossError, match="finite"):
         ppgen.fit(Gaussian(dim=1), x, method="mle", num_steps=10)
+
+
+def _uniform_width(y):
+    width = pyro.sample("width", dist.LogNormal(0.0, 1.0))  # prior median 1, below the data's 3
+    with pyro.plate("rows", len(y)):
+        pyro.sample("y", dist.Uniform(0.0, width), obs=y)
+
+
+def test_a_start_where_the_data_are_impossible_names_init():
+    # Pyro's sir_hmc.py continuous model from its prior median: the first loss is already -inf (here
+    # Pyro's validation says so first, as a raw ValueError), so the advice is a start where the data
+    # have a density, not "lower lr".
+    y = torch.tensor([0.5, 3.0, 1.2])
+    with pytest.raises(ppgen.NonFiniteLossError, match=r"at step 0.*site 'y'.*init=\{site: value\}"):
+        ppgen.fit(_uniform_width, {"y": y}, method="map", progress=False)
 
 
 class _NaNGradient(Gaussian):

@@ -1,6 +1,6 @@
-"""Pyro's sequence and semi-supervised examples (tests/programs/wild_examples_seq.py) against Pyro run
-directly. One cheap test per bug found when they were first fitted; the catalogue is
-docs/wild/examples.md."""
+"""Pyro's sequence and semi-supervised examples (tests/programs/wild_examples_seq.py and
+wild_examples_ssvae.py) against Pyro run directly, closed forms or brute force. One cheap test per bug
+found when they were first fitted; the catalogue is docs/wild/examples.md."""
 
 import pyro
 import pyro.distributions as dist
@@ -8,7 +8,7 @@ import torch
 from pyro.infer import SVI, TraceEnum_ELBO, config_enumerate
 
 import ppgen
-from tests.programs import wild_examples_seq as S
+from tests.programs import wild_examples_ssvae as S
 
 
 def _negative_elbo(model, guide, data: dict, particles: int = 400) -> float:
@@ -95,3 +95,27 @@ def test_predict_past_the_training_steps_returns_the_new_steps_as_pyros_predicti
     assert sorted(forecast) == [f"obs_{t}" for t in range(7)]
     assert abs(float(forecast["obs_6"].float().mean()) - (2 + 16) / (1 + 5)) < 0.15
     assert sorted(fit.predict({"data": [None] * 3}, num_samples=10, seed=0)) == ["obs_0", "obs_1", "obs_2"]
+
+
+def _group_effects(y):
+    # mixed_hmm/model.py's layout: groups at dim -1 entered first, individuals at dim -2 inside, and a
+    # discrete group effect summed out per group
+    probs = pyro.param("probs", torch.tensor([0.5, 0.5]), constraint=dist.constraints.simplex)
+    locs = pyro.param("locs", torch.tensor([-1.0, 1.0]))
+    with pyro.plate("group", y.shape[1], dim=-1):
+        effect = pyro.sample("effect", dist.Categorical(probs), infer={"enumerate": "parallel"})
+        with pyro.plate("individual", y.shape[0], dim=-2):
+            pyro.sample("y", dist.Normal(locs[effect], 1.0), obs=y)
+
+
+def test_an_effect_summed_over_a_group_makes_the_groups_the_units():
+    # The leftmost dim (individuals) was taken as the units, and scoring died in Pyro's contraction
+    # (KeyError); the enumerated group effect ties a group's individuals, so groups are the units.
+    # Reference: log Σ_k p_k Π_i N(y_ig | loc_k, 1) per group by brute force at the fit's estimates (1e-4).
+    y = torch.randn(3, 4, generator=torch.Generator().manual_seed(5)) + torch.tensor([2.0, -2.0, 2.0, -2.0])
+    fit = ppgen.fit(_group_effects, {"y": y}, method="mle", num_steps=200, seed=0, progress=False)
+    assert fit.model.unit_plate == "group"
+    probs, locs = fit.params["probs"], fit.params["locs"]
+    per_component = dist.Normal(locs[:, None, None], 1.0).log_prob(y).sum(1)  # (k, groups)
+    expected = torch.logsumexp(probs.log()[:, None] + per_component, 0)
+    torch.testing.assert_close(fit.log_prob({"y": y}).float(), expected, atol=1e-4, rtol=0)

@@ -380,3 +380,13 @@ def test_nuts_on_an_obs_mask_program_warns_that_the_masked_entries_have_no_densi
     program = as_fit_model(_factor)
     program.bind({"data": data})
     assert program.partly_masked_latents() == []
+    # Pyro's dmm.py masks each z_t by the distribution's own .mask(...) past a sequence's end
+    program = as_fit_model(_distribution_masked)
+    program.bind({"data": data, "mask": mask})
+    assert program.partly_masked_latents() == ["z"]
+
+
+def _distribution_masked(data, mask):
+    with pyro.plate("data", len(data)):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0).mask(mask))
+        pyro.sample("obs", dist.Normal(z, 1.0).mask(mask), obs=data)

@@ -1,4 +1,5 @@
-"""Four sequential / semi-supervised programs of Pyro's ``examples/`` directory, written afresh in each
+"""Sequential programs of Pyro's ``examples/`` directory (and, in wild_examples_ssvae.py, its
+semi-supervised VAE), written afresh in each
 example's own style (signature, site names, plates, markov/enumeration, where the data enter) with tiny
 synthetic data drawn with a seeded ``torch.Generator`` (no downloads, no MNIST):
 
@@ -11,10 +12,9 @@ synthetic data drawn with a seeded ``torch.Generator`` (no downloads, no MNIST):
 - ``discrete_model`` / ``continuous_model``: pyro-ppl/pyro examples/sir_hmc.py (discrete SIR with
   Binomial counts; its relaxed version with ``.mask(False)`` auxiliaries quantized by enumerated
   ``Q_`` sites inside ``poutine.markov``);
-- ``SSVAE.model`` / ``SSVAE.guide``: pyro-ppl/pyro examples/vae/ss_vae_M2.py (``ys`` observed when given,
-  else drawn by the guide; the guide enumerated in parallel, ``TraceEnum_ELBO(max_plate_nesting=1)``).
+- ``SSVAE`` (wild_examples_ssvae.py): pyro-ppl/pyro examples/vae/ss_vae_M2.py.
 
-Data builders: ``dmm_data()``, ``mixed_hmm_data()``, ``sir_data()``, ``ss_vae_data(labelled=...)``.
+Data builders: ``dmm_data()``, ``mixed_hmm_data()``, ``sir_data()``.
 ``CASES`` maps a name to ``(program, data builder, options)`` as in tests/programs/wild_examples.py.
 """
 
@@ -390,93 +390,14 @@ def sir_data(seed: int = 0, min_observations: int = 2) -> dict:
     raise ValueError("no outbreak")
 
 
-# --- vae/ss_vae_M2.py: semi-supervised VAE ---------------------------------------------------------------
-
-
-def _cat(*inputs):
-    """ConcatModule(allow_broadcast=True): broadcast the batch dims, then concatenate the last."""
-    shape = torch.broadcast_shapes(*[x.shape[:-1] for x in inputs])
-    return torch.cat([x.expand(shape + x.shape[-1:]) for x in inputs], dim=-1)
-
-
-class MLP(nn.Module):
-    """The example's MLP: concatenated inputs, Softplus hidden layers, one or two output heads."""
-
-    def __init__(self, sizes, output_activation=None):
-        super().__init__()
-        *hidden, out = sizes
-        layers = []
-        for a, b in zip(hidden[:-1], hidden[1:]):
-            layers += [nn.Linear(a, b), nn.Softplus()]
-        self.body = nn.Sequential(*layers)
-        outs = out if isinstance(out, list) else [out]
-        self.heads = nn.ModuleList(nn.Linear(hidden[-1], o) for o in outs)
-        acts = output_activation if isinstance(output_activation, list) else [output_activation]
-        self.acts = acts
-
-    def forward(self, inputs):
-        h = self.body(_cat(*inputs) if isinstance(inputs, (list, tuple)) else inputs)
-        outs = [head(h) if act is None else act(head(h)) for head, act in zip(self.heads, self.acts)]
-        return outs if len(outs) > 1 else outs[0]
-
-
-class SSVAE(nn.Module):
-    def __init__(self, output_size=3, input_size=6, z_dim=2, hidden_layers=(8,)):
-        super().__init__()
-        self.output_size, self.input_size, self.z_dim = output_size, input_size, z_dim
-        hidden = list(hidden_layers)
-        self.encoder_y = MLP([input_size] + hidden + [output_size], lambda v: torch.softmax(v, -1))
-        self.encoder_z = MLP([input_size + output_size] + hidden + [[z_dim, z_dim]], [None, torch.exp])
-        self.decoder = MLP([z_dim + output_size] + hidden + [input_size], torch.sigmoid)
-
-    def model(self, xs, ys=None):
-        pyro.module("ss_vae", self)
-        batch_size = xs.size(0)
-        options = dict(dtype=xs.dtype, device=xs.device)
-        with pyro.plate("data"):
-            prior_loc = torch.zeros(batch_size, self.z_dim, **options)
-            prior_scale = torch.ones(batch_size, self.z_dim, **options)
-            zs = pyro.sample("z", dist.Normal(prior_loc, prior_scale).to_event(1))
-            alpha_prior = torch.ones(batch_size, self.output_size, **options) / (1.0 * self.output_size)
-            ys = pyro.sample("y", dist.OneHotCategorical(alpha_prior), obs=ys)
-            loc = self.decoder([zs, ys])
-            pyro.sample("x", dist.Bernoulli(loc, validate_args=False).to_event(1), obs=xs)
-            return loc
-
-    def guide(self, xs, ys=None):
-        with pyro.plate("data"):
-            if ys is None:
-                alpha = self.encoder_y(xs)
-                ys = pyro.sample("y", dist.OneHotCategorical(alpha))
-            loc, scale = self.encoder_z([xs, ys])
-            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
-
-
-def ss_vae_program(seed: int = 0):
-    """(model, guide) as main() builds them: the guide enumerated in parallel, expand=True."""
-    torch.manual_seed(seed)
-    vae = SSVAE()
-    return vae.model, config_enumerate(vae.guide, "parallel", expand=True)
-
-
-def ss_vae_data(labelled: bool = True, n: int = 20, seed: int = 0) -> dict:
-    """20 points of 6 binary pixels from 3 class templates; the first half labelled (one-hot ys)."""
-    g = _gen(seed)
-    templates = 0.1 + 0.8 * torch.eye(3).repeat_interleave(2, dim=1)  # class k lights pixels 2k, 2k+1
-    labels = torch.randint(3, (n,), generator=g)
-    xs = torch.bernoulli(templates[labels], generator=g)
-    half = n // 2
-    if labelled:
-        return {"xs": xs[:half], "ys": nn.functional.one_hot(labels[:half], 3).float()}
-    return {"xs": xs[half:]}
-
-
 def _dmm_case():
     dmm = dmm_program()
     return dmm.model, dmm_data(), {"guide": dmm.guide}
 
 
 def _ss_vae_case(labelled):
+    from tests.programs.wild_examples_ssvae import ss_vae_data, ss_vae_program
+
     model, guide = ss_vae_program()
     return model, ss_vae_data(labelled), {"guide": guide}
 
@@ -489,10 +410,4 @@ CASES: dict = {
     "sir_hmc.py:continuous_model": lambda: (continuous_model, sir_data(), {}),
     "vae/ss_vae_M2.py (labelled)": lambda: _ss_vae_case(True),
     "vae/ss_vae_M2.py (unlabelled)": lambda: _ss_vae_case(False),
-}
-
-#: inputs for ``fit.predict`` with the observed argument left out (where the example allows it).
-PREDICT_INPUTS: dict = {
-    "vae/ss_vae_M2.py (labelled)": {"xs only": {"xs": ss_vae_data(False)["xs"]}},
-    "sir_hmc.py:discrete_model": {"data=[None]*7": {"args": args, "data": [None] * 7}},
 }
