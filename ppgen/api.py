@@ -18,6 +18,7 @@ from ppgen.inference import BACKENDS, distributed
 from ppgen.measures.criteria import information_criteria
 from ppgen.programs.door import as_fit_model, as_model
 from ppgen.programs.gradient_paths import latents_without_gradient_path
+from ppgen.programs.params import readable_name
 from ppgen.programs.subsampling import subsampled_plates
 from ppgen.result import Fit
 
@@ -159,6 +160,8 @@ def fit(
     _check_method(model, method, options)
     if program and method == "mcmc":
         _warn_masked_latents(model)
+    if program and method in ("mcmc", "importance"):
+        _warn_fixed_parameters(model, method, x, covariates)
     device = _device_for(method, options.pop("device", None))
     _check_data_parallel(method, backend)
     if program:
@@ -182,6 +185,36 @@ def fit(
     if covariates and not result.covariates:
         result.covariates = covariates
     return result
+
+
+def _warn_fixed_parameters(model: GenerativeModel, method: str, x, covariates: dict) -> None:
+    """Sampling methods draw latent sites only: the model's ``pyro.param``/``pyro.module`` values stay
+    where they start (Pyro's NUTS and Importance do the same, silently; dmm.py's and ss_vae_M2.py's
+    networks would be random). A proposal guide's parameters are not the model's: it is traced alone."""
+    networks = getattr(model, "networks", {})
+    before = dict(networks)
+    networks.clear()  # to see the networks the model itself registers (pyro.module emits no param site)
+    try:
+        with torch.no_grad(), pyro.poutine.block():
+            trace = pyro.poutine.trace(model.model).get_trace(x, **covariates)
+        registered = [
+            f"{name}.{path}"
+            for name, net in networks.items()
+            for path, p in net.named_parameters()
+            if p.requires_grad
+        ]
+    finally:
+        networks.update(before)
+    names = registered + [readable_name(n) for n, site in trace.nodes.items() if site["type"] == "param"]
+    if names:
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        warnings.warn(
+            f"method={method!r} samples the program's latent sites only: its parameters ({shown}) stay at "
+            "their initial values, as in Pyro. Give them priors (pyro.sample) to sample them, or estimate "
+            "them with method='mle', 'map' or 'svi'.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _warn_masked_latents(model: GenerativeModel) -> None:

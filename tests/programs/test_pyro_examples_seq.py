@@ -4,6 +4,7 @@ found when they were first fitted; the catalogue is docs/wild/examples.md."""
 
 import pyro
 import pyro.distributions as dist
+import pytest
 import torch
 from pyro.infer import SVI, TraceEnum_ELBO, config_enumerate
 
@@ -119,3 +120,22 @@ def test_an_effect_summed_over_a_group_makes_the_groups_the_units():
     per_component = dist.Normal(locs[:, None, None], 1.0).log_prob(y).sum(1)  # (k, groups)
     expected = torch.logsumexp(probs.log()[:, None] + per_component, 0)
     torch.testing.assert_close(fit.log_prob({"y": y}).float(), expected, atol=1e-4, rtol=0)
+
+
+def test_sampling_methods_say_that_a_programs_networks_stay_at_their_start():
+    # Pyro's NUTS and Importance leave pyro.module networks at their initial weights, silently; on
+    # ss_vae_M2.py that is a random decoder. ppgen samples the same, and says so, naming them.
+    torch.manual_seed(0)
+    vae = S.SSVAE()
+    data = S.ss_vae_data(labelled=True)
+    start = {k: v.clone() for k, v in vae.state_dict().items()}
+    for method, options in (
+        ("mcmc", {"num_samples": 20, "warmup_steps": 20, "num_chains": 1}),
+        ("importance", {}),
+    ):
+        with pytest.warns(
+            UserWarning, match=r"parameters \(ss_vae\.encoder_y.* stay at their initial values"
+        ):
+            fit = ppgen.fit(vae.model, data, method=method, seed=0, progress=False, **options)
+        decoder = {k: v for k, v in fit.params.items() if k.startswith("ss_vae.decoder")}
+        assert all(torch.equal(torch.as_tensor(v), start[k.split(".", 1)[1]]) for k, v in decoder.items())
