@@ -26,6 +26,7 @@ __all__ = [
     "attach_guide_posterior",
     "attach_draws",
     "units_plate",
+    "start_leaves",
 ]
 
 #: Draws a fitted autoguide gives the posterior.
@@ -106,6 +107,13 @@ def build_parameters(
             f"Expected latent sites for guide={guide_name!r}, but {type(model).__name__} has none "
             "(nothing for a joint Gaussian to cover); use method='mle'."
         ) from None
+
+
+def start_leaves(auto) -> list[torch.Tensor]:
+    """The autoguide's starting values in the unconstrained space (its locations, not its scales)."""
+    if isinstance(auto, autoguides.AutoDelta):
+        return list(auto.parameters())
+    return [p for name, p in auto.named_parameters() if name.startswith("locs.") or name == "loc"]
 
 
 def units_plate(auto, model: GenerativeModel, batches: Minibatches | None = None) -> list:

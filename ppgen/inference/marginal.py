@@ -26,12 +26,12 @@ from pyro.distributions.transforms import biject_to
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 from ppgen.errors import MethodError, OptionError
-from ppgen.inference.autoguide import units_plate
+from ppgen.inference.autoguide import start_leaves, units_plate
 from ppgen.inference.loop import TrainConfig, train
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.polish import finish_point_fit, polishes
 from ppgen.inference.posterior import inference_data, kept_after_training
-from ppgen.inference.restarts import check_init
+from ppgen.inference.restarts import check_init, feasible_start
 from ppgen.programs.draws import draw_count, site_draws
 from ppgen.result import Fit
 
@@ -139,6 +139,11 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
         with batches.scaled(scale, model.unit_plate):
             return elbo.differentiable_loss(story, guide, xb, **cov) / n
 
+    redraws = 0
+    if options.get("init") is None:
+        leaves = list(dropped.parameters()) + (start_leaves(auto) if auto is not None else [])
+        whole = lambda: elbo.differentiable_loss(story, guide, x, **covariates)  # noqa: E731 - no batch drawn
+        redraws = feasible_start(whole, leaves, options.get("seed"))
     start = time.perf_counter()
     history, converged = train(loss_fn, params, config, desc="mle", batches=batches)
     batches.indices = None
@@ -146,6 +151,8 @@ def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) ->
         average.apply()
         converged = _settled(history)
     extras: dict = {"dropped_priors": globals_, "integrated": locals_, **config.stopping(history)}
+    if redraws:
+        extras["start_redraws"] = redraws
     full_data = not locals_ and config.batch_size is None
     history, converged, finish = finish_point_fit(
         full_data and polishes(options) and config.finished(history, converged),

@@ -19,6 +19,10 @@ on the saddle where every component sits on the data's mean (Pyro's GMM tutorial
   tenth averaged, since an ELBO is noisy); ``fit.extras["starts"]`` lists each start's loss.
 
 Values given with ``init=`` always win.
+
+A start where the data are impossible (Pyro's sir_hmc.py continuous model at its prior median: the
+first loss is infinite) is redrawn as Stan draws its inits, uniformly in (−2, 2) in the unconstrained
+space, up to ``FEASIBLE_TRIES`` times (:func:`feasible_start`).
 """
 
 from __future__ import annotations
@@ -45,7 +49,12 @@ __all__ = [
     "kmeans_starts",
     "start_values",
     "best_of_starts",
+    "feasible_start",
+    "FEASIBLE_TRIES",
 ]
+
+#: Redraws of an impossible start before the fit goes on (and stops at step 0 saying so): Stan's 100.
+FEASIBLE_TRIES = 100
 
 
 def check_init(init, sites: dict) -> dict[str, torch.Tensor]:
@@ -281,3 +290,30 @@ def best_of_starts(
         fit.extras["start"] = best
     fit.options = {**options, **({"n_init": n_init} if n_init > 1 else {})}
     return fit
+
+
+def feasible_start(loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Tensor], seed: int | None) -> int:
+    """Redraw the unconstrained starting values ``leaves`` uniformly in (−2, 2), as Stan does, until
+    ``loss_fn()`` is finite. Returns how many redraws it took: 0 when the start was possible (nothing
+    changed, the random stream included), −1 when none of ``FEASIBLE_TRIES`` was."""
+    if not leaves or _finite_at_start(loss_fn):
+        return 0
+    generator = torch.Generator().manual_seed((0 if seed is None else int(seed)) * 1000 + 999)
+    for attempt in range(1, FEASIBLE_TRIES + 1):
+        with torch.no_grad():
+            for leaf in leaves:
+                leaf.copy_(torch.rand(leaf.shape, generator=generator, dtype=leaf.dtype) * 4.0 - 2.0)
+        if _finite_at_start(loss_fn):
+            return attempt
+    return -1
+
+
+def _finite_at_start(loss_fn: Callable[[], torch.Tensor]) -> bool:
+    try:
+        with torch.random.fork_rng():  # a look, not a step: the training's random stream is unmoved
+            value = loss_fn()
+    except ValueError as error:  # Pyro's validation: the data outside their support
+        if "support" not in str(error):
+            raise
+        return False
+    return bool(torch.isfinite(value.detach()).all())

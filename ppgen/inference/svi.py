@@ -26,6 +26,7 @@ from ppgen.inference.autoguide import (
     build_autoguide,
     build_parameters,
     laplace,
+    start_leaves,
 )
 from ppgen.inference.compiled import CompiledLoss
 from ppgen.inference.loop import TrainConfig, train, training_mode
@@ -34,7 +35,7 @@ from ppgen.inference.options import check_options
 from ppgen.inference.polish import finish_point_fit, polishable, polishes
 from ppgen.inference.posterior import kept_after_training
 from ppgen.inference.renyi import renyi_loss
-from ppgen.inference.restarts import best_of_starts
+from ppgen.inference.restarts import best_of_starts, feasible_start
 from ppgen.inference.standard_errors import estimates_of
 from ppgen.inference.validation import Validation, split_validation
 from ppgen.result import Fit
@@ -222,6 +223,11 @@ class SVI:
                     return torch.tensor(elbo.loss(model.model, guide, xb, **cov)) / n
                 return elbo.differentiable_loss(model.model, guide, xb, **cov) / n
 
+        redraws = 0
+        if auto is not None and options.get("init") is None:
+            with training_mode(model, auto, guide):
+                whole = lambda: rows_loss(x, covariates, batches.weight, n)  # noqa: E731
+                redraws = feasible_start(whole, start_leaves(auto), options.get("seed"))
         track = _tracker(held, rows_loss, options, model, auto, guide)
         traceable = not model_loss and loss_name in ("elbo", "enum")
         step_loss = CompiledLoss(rows_loss, params, batches, _compile(options, traceable))
@@ -269,6 +275,7 @@ class SVI:
             extras={
                 **(track.extras(held) if track is not None else {}),
                 "compiled": step_loss.state,
+                **({"start_redraws": redraws} if redraws else {}),
                 **finish,
                 **stopping,
             },

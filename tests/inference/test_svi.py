@@ -7,6 +7,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.nn import pyro_method
+from torch.distributions.transforms import AffineTransform
 
 import ppgen
 from ppgen.models import Gaussian, NormalKnownScale
@@ -95,11 +96,34 @@ def _uniform_width(y):
 
 def test_a_start_where_the_data_are_impossible_names_init():
     # Pyro's sir_hmc.py continuous model from its prior median: the first loss is already -inf (here
-    # Pyro's validation says so first, as a raw ValueError), so the advice is a start where the data
-    # have a density, not "lower lr".
+    # Pyro's validation says so first, as a raw ValueError). With init= given (no redraws) the advice
+    # is a start where the data have a density, not "lower lr".
     y = torch.tensor([0.5, 3.0, 1.2])
     with pytest.raises(ppgen.NonFiniteLossError, match=r"at step 0.*site 'y'.*init=\{site: value\}"):
-        ppgen.fit(_uniform_width, {"y": y}, method="map", progress=False)
+        ppgen.fit(_uniform_width, {"y": y}, method="map", init={"width": 1.0}, progress=False)
+
+
+def _shifted(y):
+    shift = pyro.sample("shift", dist.Normal(0.0, 1.0))  # the median 0 is above some data: impossible
+    with pyro.plate("rows", len(y)):
+        pyro.sample(
+            "y", dist.TransformedDistribution(dist.LogNormal(0.0, 1.0), AffineTransform(shift, 1.0)), obs=y
+        )
+
+
+def test_an_impossible_start_is_redrawn_as_stan_draws_inits():
+    # The prior median (shift = 0) puts data below the support's edge; the start is redrawn uniformly
+    # in (-2, 2), as Stan does, until the loss is finite, and the MAP follows. Reference: the MAP by a
+    # grid of 2e5 points below min(y), where log N(s|0,1) + sum log LogNormal(y - s) is smooth (1e-3).
+    g = torch.Generator().manual_seed(0)
+    y = -1.5 + torch.exp(torch.randn(30, generator=g))  # min(y) near -1.4: shift must start below it
+    fit = ppgen.fit(_shifted, {"y": y}, method="map", seed=0, progress=False)
+    assert fit.extras["start_redraws"] >= 1
+    grid = torch.linspace(-8.0, float(y.min()) - 1e-6, 200_000, dtype=torch.float64)
+    log_joint = dist.Normal(0.0, 1.0).log_prob(grid) + dist.LogNormal(0.0, 1.0).log_prob(
+        y.double()[None, :] - grid[:, None]
+    ).sum(1)
+    assert float(fit.params["shift"]) == pytest.approx(float(grid[log_joint.argmax()]), abs=1e-3)
 
 
 class _NaNGradient(Gaussian):
