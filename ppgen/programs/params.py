@@ -5,8 +5,9 @@ from their initial value the first time). ``pyro.module(name, net)`` registers `
 parameters and returns ``net`` itself, which the program then calls: so while the program runs,
 ``net``'s parameter slots hold the fit's own tensors (copied from ``net`` the first time), and on
 exit they are given back. A network once registered is served in every later run of the model or
-the guide, since Pyro's programs register a network in one and call it from the other. The user's network is never trained in place, and two fits of one
-program never share weights (PYRO_NOTES 2 and 9).
+the guide, since Pyro's programs register a network in one and call it from the other. The user's
+network is never trained in place, and two fits of one program never share weights (PYRO_NOTES 2
+and 9).
 """
 
 from __future__ import annotations

@@ -222,9 +222,10 @@ def test_inductor_potential_equals_pyros_where_capture_once_went_wrong(case):
     for _ in range(5):
         q = torch.randn(potential.size, generator=g, dtype=torch.float64) * 0.5
         u, grad = potential(q.numpy())
-        point = {n: v.reshape(s).float().requires_grad_(True)
-                 for n, v, s in zip(potential.names, torch.split(q, potential.sizes), potential.shapes)}  # fmt: skip
+        parts = zip(potential.names, torch.split(q, potential.sizes), potential.shapes)
+        point = {n: v.reshape(s).float().requires_grad_(True) for n, v, s in parts}
         expected = potential_fn(point)
-        expected_grad = torch.cat([t.reshape(-1) for t in torch.autograd.grad(expected, list(point.values()))])
+        grads = torch.autograd.grad(expected, list(point.values()))
+        expected_grad = torch.cat([t.reshape(-1) for t in grads])
         assert u == pytest.approx(float(expected.detach()), rel=1e-4)
         np.testing.assert_allclose(grad, expected_grad.double().numpy(), rtol=1e-4, atol=1e-4)
