@@ -45,6 +45,7 @@ __all__ = [
     "read_checkpoint",
     "check_checkpoint_options",
     "training_mode",
+    "outside_support",
 ]
 
 OPTIMIZERS = ("adam", "clipped_adam", "sgd")
@@ -321,13 +322,19 @@ def train(
     return history, state["converged"]
 
 
+def outside_support(error: ValueError) -> bool:
+    """Pyro's validation refused a value outside its distribution's support (the start's fault when
+    it happens before any step)."""
+    return "support" in str(error)
+
+
 def _first_loss(loss_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
     """The first step's loss, run with Pyro's validation on: data outside the support at the starting
     values is the start's fault, said as such (not a raw ValueError from inside the program)."""
     try:
         return loss_fn()
     except ValueError as error:
-        if "support" not in str(error):
+        if not outside_support(error):
             raise
         site = next((line for line in str(error).splitlines() if "at site" in line), "").strip()
         raise NonFiniteLossError(

@@ -106,8 +106,7 @@ def finish_point_fit(
     ``parts``: the modules the loss trains (in training mode meanwhile); ``scale · loss`` is the
     objective over every unit; ``latents``: the parameters standing for latent sites (see
     :func:`~.standard_errors.point_errors`); ``exact_loss`` (default ``loss_fn``): the same objective
-    uncompiled,
-    for the Hessian's double backward, which a traced loss may not give."""
+    uncompiled, for the Hessian's double backward, which a traced loss may not give."""
     if not applies or not is_deterministic(loss_fn):
         return history, converged, {}
     with training_mode(*parts):

@@ -40,6 +40,7 @@ from pyro.poutine.util import prune_subsample_sites
 
 from ppgen.core import GenerativeModel, in_data_plate, set_seed
 from ppgen.errors import OptionError
+from ppgen.inference.loop import outside_support
 from ppgen.result import Fit
 
 __all__ = [
@@ -312,8 +313,8 @@ def _finite_at_start(loss_fn: Callable[[], torch.Tensor]) -> bool:
     try:
         with torch.random.fork_rng():  # a look, not a step: the training's random stream is unmoved
             value = loss_fn()
-    except ValueError as error:  # Pyro's validation: the data outside their support
-        if "support" not in str(error):
+    except ValueError as error:
+        if not outside_support(error):
             raise
         return False
     return bool(torch.isfinite(value.detach()).all())

@@ -223,11 +223,13 @@ class SVI:
                     return torch.tensor(elbo.loss(model.model, guide, xb, **cov)) / n
                 return elbo.differentiable_loss(model.model, guide, xb, **cov) / n
 
+        def whole_loss():  # every unit at once, uncompiled: the start's check and the Hessian's
+            return rows_loss(x, covariates, batches.weight, n)
+
         redraws = 0
         if auto is not None and options.get("init") is None:
             with training_mode(model, auto, guide):
-                whole = lambda: rows_loss(x, covariates, batches.weight, n)  # noqa: E731
-                redraws = feasible_start(whole, start_leaves(auto), options.get("seed"))
+                redraws = feasible_start(whole_loss, start_leaves(auto), options.get("seed"))
         track = _tracker(held, rows_loss, options, model, auto, guide)
         traceable = not model_loss and loss_name in ("elbo", "enum")
         step_loss = CompiledLoss(rows_loss, params, batches, _compile(options, traceable))
@@ -256,7 +258,7 @@ class SVI:
             (model, auto, guide),
             estimates_of(model, auto, x, covariates),
             n,
-            exact_loss=lambda: rows_loss(x, covariates, batches.weight, n),
+            exact_loss=whole_loss,
             method=f"{self.name} fit",
             latents=list(auto.parameters()) if auto is not None else (),
         )

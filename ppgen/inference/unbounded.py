@@ -39,9 +39,9 @@ def unbounded_estimates(
 ) -> dict[str, str]:
     """``{estimate: "grows" | "shrinks" | "flat" | "saddle"}``: the estimates that move with a
     coordinate not at an optimum. ``gradient``, ``hessian``: of the objective in ``params``' flattened
-    entries, in order. "grows"/"shrinks":
-    the objective improves as the estimate does so; "flat" only when no coordinate of the estimate
-    reaches the objective (a masked-out entry of an otherwise identified estimate is not one)."""
+    entries, in order. "grows"/"shrinks": the objective improves as the estimate does so; "flat" only
+    when no coordinate of the estimate reaches the objective (a masked-out entry of an otherwise
+    identified estimate is not one)."""
     diagonal = hessian.diagonal()
     kinds: list[str | None] = []
     for j in range(gradient.numel()):

@@ -244,8 +244,10 @@ def _return_names(program, trace: poutine.Trace, return_sites) -> tuple[str, ...
         # whose sites are named by time step), then the deterministic sites
         structure = program.structure
         known = {*structure["observed"], *structure["latent"], *structure["conditioned"]}
-        deterministic = [s for s in found if trace.nodes.get(s, {}).get("infer", {}).get("_deterministic")]
         observed = [s for s in program.observed_sites if s in found]
+        computed = [s for s in found if trace.nodes.get(s, {}).get("infer", {}).get("_deterministic")]
+        # a conditioned one is data (a generator's output), returned with the observed sites
+        deterministic = [s for s in computed if s not in structure["conditioned"]]
         new = [s for s in found if s not in known and s not in deterministic and s != "_RETURN"]
         return tuple(observed + new + deterministic)
     if isinstance(return_sites, str):

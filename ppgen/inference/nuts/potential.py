@@ -334,11 +334,6 @@ def _lift_constants(graph: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, 
     return graph, constants
 
 
-# Matrix–vector products become BLAS calls in the compiled leaf. Inductor decomposes a matrix–vector
-# product into a multiply and a sum, and its C++ loop then vectorises along the short dimension (d =
-# 10: a horizontal reduction per data row). Measured per leapfrog call, one thread, quiet machine,
-# decomposed → BLAS: logistic regression d = 10, n = 1e5 3.40 → 1.11 ms, n = 1e4 0.40 → 0.17 ms,
-# n = 2000 0.109 → 0.092 ms; arK (T = 200) 0.088 → 0.079 ms.
 def _mutates(graph: torch.fx.GraphModule) -> bool:
     """The captured graph holds in-place operations. Some backward formulas write in place (cumprod's,
     under every simplex latent's stick-breaking); ``compile_fx_inner`` expects the functional graph AOT
@@ -351,6 +346,11 @@ def _mutates(graph: torch.fx.GraphModule) -> bool:
     return False
 
 
+# Matrix–vector products become BLAS calls in the compiled leaf. Inductor decomposes a matrix–vector
+# product into a multiply and a sum, and its C++ loop then vectorises along the short dimension (d =
+# 10: a horizontal reduction per data row). Measured per leapfrog call, one thread, quiet machine,
+# decomposed → BLAS: logistic regression d = 10, n = 1e5 3.40 → 1.11 ms, n = 1e4 0.40 → 0.17 ms,
+# n = 2000 0.109 → 0.092 ms; arK (T = 200) 0.088 → 0.079 ms.
 def _inductor_decompositions() -> dict:
     """Inductor's decompositions, with ``mv``, ``addmv`` and ``dot`` written as ``mm``, which inductor
     lowers to a BLAS call (``mm`` itself it decomposes only when an operand is a column or row of
