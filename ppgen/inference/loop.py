@@ -26,7 +26,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ppgen.errors import MethodError, NonFiniteLossError, OptionError
+from ppgen.errors import NonFiniteLossError, OptionError
 from ppgen.inference import distributed
 from ppgen.inference.checkpoints import (
     check_checkpoint_options,
@@ -344,18 +344,11 @@ def _first_loss(loss_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
 
 
 def _backward(loss: torch.Tensor) -> None:
-    try:
-        loss.backward()
-    except RuntimeError as error:
-        if "backward through the graph a second time" not in str(error):
-            raise
-        # Pyro's ekf tutorial: the dynamic model caches a tensor built from its parameters at the
-        # first run, so every later step reaches a graph autograd freed (Pyro needs retain_graph=True)
-        raise MethodError(
-            "Expected a program that rebuilds its tensors at every run, but one computed from "
-            "parameters at an earlier run is reused (autograd freed its graph after the first step). "
-            "Build that tensor inside the program, or use method='mcmc', which takes its own gradients."
-        ) from error
+    # retain_graph: a program may cache a tensor built from a module's parameters at its first run and
+    # reuse it (Pyro's ekf tutorial: NcvContinuous caches its process noise); freeing the graph at each
+    # backward would leave the next step a dead graph, which Pyro's notebook answers with
+    # Trace_ELBO(retain_graph=True). Keeping it costs nothing otherwise: the graph goes with ``loss``.
+    loss.backward(retain_graph=True)
 
 
 def _evaluation_due(validation: Validation, step: int, config: TrainConfig) -> bool:

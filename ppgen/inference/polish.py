@@ -66,7 +66,7 @@ def polish(loss_fn, params, history: list[float], converged: bool) -> tuple[list
     def closure():
         optimizer.zero_grad()
         loss = loss_fn()
-        loss.backward()
+        loss.backward(retain_graph=True)  # as loop._backward: a graph a program caches stays usable
         return loss
 
     start = float(loss_fn().detach())
