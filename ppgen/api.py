@@ -17,7 +17,7 @@ from ppgen.errors import MethodError, OptionError, PpgenError
 from ppgen.inference import BACKENDS, distributed
 from ppgen.measures.criteria import information_criteria
 from ppgen.programs.door import as_fit_model, as_model
-from ppgen.programs.gradient_paths import latents_without_gradient_path
+from ppgen.programs.gradient_paths import globals_mle_leaves_unread, latents_without_gradient_path
 from ppgen.programs.params import readable_name
 from ppgen.programs.subsampling import subsampled_plates
 from ppgen.result import Fit
@@ -88,6 +88,15 @@ def _check_applies(model: GenerativeModel, method: str, options: dict) -> None:
                 f"method={method!r}, but site {cut[0]!r} does not (the program reads it as a number, e.g. "
                 f"float({cut[0]}), .item() or .numpy(), or never uses it): gradients would move it by its "
                 "prior alone. Use method='importance', which needs no gradients."
+            )
+    if is_program(model) and model.is_bayesian and method == "mle":
+        unread = globals_mle_leaves_unread(model)
+        if unread:
+            raise MethodError(
+                f"Expected every global latent to reach the data for method='mle', which drops the globals' "
+                f"priors and estimates them from the likelihood, but {unread} enter only those priors (of "
+                "other globals, as a hierarchy's upper levels do): nothing identifies their maximum-"
+                "likelihood value. Fit with 'map', 'svi' or 'mcmc', which keep the priors."
             )
 
 

@@ -15,7 +15,7 @@ import warnings
 import torch
 from pyro import poutine
 
-__all__ = ["latents_without_gradient_path"]
+__all__ = ["latents_without_gradient_path", "globals_mle_leaves_unread"]
 
 
 def latents_without_gradient_path(program) -> list[str]:
@@ -121,3 +121,48 @@ def _elsewhere(site: dict) -> torch.Tensor:
             if not torch.equal(value, site["value"]):
                 return value
     return value
+
+
+def globals_mle_leaves_unread(program) -> list[str]:
+    """The global continuous latents that ``method="mle"`` cannot identify: with their priors dropped
+    (mle's parameters), no site whose density it keeps — the observations, ``pyro.factor`` terms and
+    the per-unit or summed-out latents — depends on them, so nothing moves them (Pyro's cjs.py model_3:
+    ``phi_mean`` and ``phi_sigma`` enter only the prior of ``phi_t``, itself a global). ``[]`` when the
+    program cannot be run this way, which claims nothing; computed once per program."""
+    cached = program.__dict__.get("_globals_mle_leaves_unread")
+    if cached is not None:
+        return list(cached)
+    try:
+        with warnings.catch_warnings(), torch.random.fork_rng():
+            warnings.simplefilter("ignore")
+            found = _unread_without_priors(program)
+    except Exception:  # noqa: BLE001 - a program that cannot run with gradient leaves: no claim
+        found = []
+    program.__dict__["_globals_mle_leaves_unread"] = tuple(found)
+    return found
+
+
+def _unread_without_priors(program) -> list[str]:
+    args = getattr(program, "train_args", None)
+    sites = program.latent_sites
+    globals_ = [
+        name
+        for name, site in sites.items()
+        if not site["local"] and not site["enumerated"] and not site["discrete"]
+    ]
+    if args is None or not globals_:
+        return []
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(program.model).get_trace(None, **args)
+    leaves = {
+        name: trace.nodes[name]["value"].detach().clone().requires_grad_()
+        for name in globals_
+        if trace.nodes[name]["value"].is_floating_point()
+    }
+    with torch.enable_grad():
+        terms = _log_densities(program, leaves, args)
+        kept = [term for site, term in terms.items() if site not in globals_ and term.requires_grad]
+        if not kept:
+            return list(leaves)
+        grads = torch.autograd.grad(sum(kept), list(leaves.values()), allow_unused=True)
+    return [name for name, grad in zip(leaves, grads) if grad is None]

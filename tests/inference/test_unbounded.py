@@ -2,7 +2,7 @@
 
 References: the objectives' closed forms — baseball's partial pooling gains ½·log κ per player at
 complete pooling against the Pareto prior's −2.5·log κ, so the log joint rises without bound as κ → ∞;
-an MLE's dropped-prior upper latents reach no observed site (no path in the graph); a Normal MAP has
+an MLE's dropped-prior upper latents reach no observed site (no path in the graph: refused); a Normal MAP has
 its optimum at the conjugate closed form.
 """
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import ppgen
-from ppgen.errors import ConvergenceWarning
+from ppgen.errors import ConvergenceWarning, MethodError
 from ppgen.inference.unbounded import unbounded_estimates
 from tests.programs import wild_examples as E
 
@@ -29,12 +29,18 @@ def test_a_hierarchy_at_its_complete_pooling_limit_is_named():
     assert float(fit.params["kappa"]) > 1e4
 
 
-def test_an_mle_whose_dropped_priors_leave_latents_unreached_names_them():
-    # Pyro's contrib/autoname/tree_data.py: with every prior dropped, the upper levels' z reach no data
-    with pytest.warns(ConvergenceWarning, match="does not depend on it"):
-        fit = ppgen.fit(E.tree_model, E.tree_data(), method="mle", **QUIET)
-    flat = {name for name, kind in fit.extras["unbounded"].items() if kind == "flat"}
-    assert {"latent.list[1].z", "latent.list[2].z"} <= flat
+def test_an_mle_whose_dropped_priors_leave_latents_unreached_is_refused_before_any_work():
+    # Pyro's contrib/autoname/tree_data.py: with every global prior dropped, the upper levels' z reach
+    # no data (autograd finds no path from them to any density mle keeps), so their MLE is undefined:
+    # refused before any work (the fit used to run and warn "flat"), and not offered. An empirical-
+    # Bayes hyper-latent that reaches the data through a per-unit latent's prior keeps mle (the
+    # eight schools' mu and tau), as does every global of cjs.py's model_1.
+    data = E.tree_data()
+    assert ppgen.applicable_methods(E.tree_model, data) == ["svi", "map", "mcmc", "importance"]
+    with pytest.raises(MethodError, match=r"'latent.list\[1\].z'.* enter only those priors"):
+        ppgen.fit(E.tree_model, data, method="mle", **QUIET)
+    assert "mle" in ppgen.applicable_methods(E.eight_schools_svi_model, E.eight_schools_data())
+    assert "mle" in ppgen.applicable_methods(E.cjs_model_1, E.cjs_data())
 
 
 def _normal_mean(y, prior_sd: float, noise_sd: float):
