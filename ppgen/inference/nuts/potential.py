@@ -169,8 +169,6 @@ class Potential:
 
     # ------------------------------------------------------------------ capture
     def _capture(self, compiler: str) -> Callable:
-        from torch.fx.experimental.proxy_tensor import make_fx  # the tracer only where it is used
-
         q0 = torch.from_numpy(self.initial[0].copy())  # float64
         fused = compiler != "trace"  # the leaf (inductor) or U, ∇U alone (trace)
         rest = self._at_rest_like(q0)
@@ -182,11 +180,14 @@ class Potential:
         # captured as inductor wants it: one trace, not a second to decompose
         decompositions = _inductor_decompositions() if fused else None
         try:
-            with pyro.validation_enabled(False), _no_sample_checks(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer chatter; the result is checked below
-                graph = make_fx(fn, decomposition_table=decompositions)(*example)
-                if fused and _mutates(graph):
-                    graph = make_fx(torch.func.functionalize(graph))(*example)
+            try:
+                graph = _traced(fn, example, decompositions, fused, numbers_read=False)
+            except RuntimeError as err:
+                if "get value out of a tracing tensor" not in str(err):
+                    raise
+                graph = _traced_reading_numbers(fn, example, decompositions, fused)
+        except CaptureError:
+            raise
         except Exception as err:  # any failure of the tracer means "this program is not capturable"
             raise CaptureError(
                 f"make_fx could not capture its potential ({type(err).__name__}: {err})"
@@ -286,6 +287,57 @@ class Potential:
             n: v.reshape(q.shape[0], *s).to(d)
             for n, v, s, d in zip(self.names, parts, self.shapes, self.dtypes)
         }
+
+
+def _traced(fn, example: tuple, decompositions, fused: bool, numbers_read: bool) -> torch.fx.GraphModule:
+    """``make_fx`` of ``fn`` at ``example``; ``numbers_read``: a number the program reads from a
+    tensor (``int(counts.sum())``) is burned into the graph instead of stopping the trace."""
+    from torch.fx.experimental.proxy_tensor import make_fx  # the tracer only where it is used
+
+    with pyro.validation_enabled(False), _no_sample_checks(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter; the result is checked after
+        graph = make_fx(
+            fn, decomposition_table=decompositions, _error_on_data_dependent_ops=not numbers_read
+        )(*example)
+        if numbers_read:
+            _drop_number_reads(graph)
+        if fused and _mutates(graph):
+            graph = make_fx(torch.func.functionalize(graph))(*example)
+    return graph
+
+
+def _drop_number_reads(graph: torch.fx.GraphModule) -> None:
+    """Remove the reads (``_local_scalar_dense``) whose numbers the trace burned in as literals, and
+    what only they used: nothing reads them, and a second trace (functionalisation) would stop there."""
+    for node in list(graph.graph.nodes):
+        if node.target is torch.ops.aten._local_scalar_dense.default and not node.users:
+            graph.graph.erase_node(node)
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+
+
+def _traced_reading_numbers(fn, example: tuple, decompositions, fused: bool) -> torch.fx.GraphModule:
+    """The graph of a program that reads a number from a tensor, kept only where that number comes
+    from the data: prodlda's ``Multinomial(int(counts.sum()), theta)`` reads the data's total, a
+    constant; a number read from a latent would be fixed at the traced point, silently. The graph,
+    its burned-in numbers printed in its code, must be the same traced from two far points
+    (unconstrained ``q ± 1.5`` per coordinate, where every number a latent gives differs)."""
+    graph = _traced(fn, example, decompositions, fused, numbers_read=True)
+    q0 = example[0]
+    for shift in (1.5, -1.5):
+        moved = (q0 + shift * torch.linspace(0.5, 1.0, q0.numel(), dtype=q0.dtype), *example[1:])
+        try:
+            other = _traced(fn, moved, decompositions, fused, numbers_read=True).code
+        except Exception as err:  # noqa: BLE001 - a point the program cannot run at proves nothing
+            raise CaptureError(
+                f"the program reads a number from a tensor, and could not be traced at a second point ({err})"
+            ) from err
+        if other != graph.code:
+            raise CaptureError(
+                "the program reads a number from a latent (int(), .item() or a Python branch on its value), "
+                "which a compiled graph would fix at one point"
+            )
+    return graph
 
 
 @contextlib.contextmanager

@@ -205,7 +205,6 @@ def test_inductor_potential_equals_pyros_where_capture_once_went_wrong(case):
     # compiled for a dense clone, so it read past the tensor's one element (NaN, inf); (2) cumprod's
     # backward writes in place, which compile_fx_inner miscompiled (gradient off by 0.35). Reference:
     # Pyro's own potential and autograd at five random points (1e-4 relative: float32 programs).
-    from pyro.infer.mcmc.util import initialize_model
 
     g = torch.Generator().manual_seed(3)
     if case == "prior_built_outside":
@@ -218,6 +217,14 @@ def test_inductor_potential_equals_pyros_where_capture_once_went_wrong(case):
         warnings.simplefilter("ignore")  # the tracer's chatter (mcmc silences it the same way)
         potential = potential_module.Potential(program, args, {}, 1, 1, "inductor", max_depth=3, dense=True)
     assert potential.leaf is not None  # compiled, not refused
+    _assert_equals_pyros(potential, program, args, g)
+
+
+def _assert_equals_pyros(potential, program, args: tuple, g: torch.Generator) -> None:
+    """The compiled U, ∇U against Pyro's own potential and autograd at five random points (1e-4
+    relative: float32 programs)."""
+    from pyro.infer.mcmc.util import initialize_model
+
     _, potential_fn, _, _ = initialize_model(program, args, {}, max_plate_nesting=1)
     for _ in range(5):
         q = torch.randn(potential.size, generator=g, dtype=torch.float64) * 0.5
@@ -229,3 +236,31 @@ def test_inductor_potential_equals_pyros_where_capture_once_went_wrong(case):
         expected_grad = torch.cat([t.reshape(-1) for t in grads])
         assert u == pytest.approx(float(expected.detach()), rel=1e-4)
         np.testing.assert_allclose(grad, expected_grad.double().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def _dice_counts(counts):
+    theta = pyro.sample("theta", dist.Dirichlet(torch.ones(6)))
+    pyro.sample("counts", dist.Multinomial(int(counts.sum()), theta), obs=counts)
+
+
+def _number_from_a_latent(y):
+    x = pyro.sample("x", dist.Normal(0.0, 1.0))
+    pyro.sample("obs", dist.Normal(x * int(x.abs() * 3 + 1), 1.0), obs=y)
+
+
+def test_a_number_read_from_the_data_is_captured_and_one_read_from_a_latent_is_not():
+    # prodlda's Multinomial(int(counts.sum()), theta): make_fx stops at any number read from a traced
+    # tensor, so the program went to Pyro's NUTS. Read from the data it is a constant: captured now,
+    # and equal to Pyro's potential (reference as above). Read from a latent, the traced graph (its
+    # burned-in numbers in its code) differs between two far points: refused, not fixed silently.
+    g = torch.Generator().manual_seed(4)
+    counts = torch.tensor([10.0, 12.0, 8.0, 20.0, 5.0, 9.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's chatter (mcmc silences it the same way)
+        potential = potential_module.Potential(_dice_counts, (counts,), {}, 1, 1, "inductor", max_depth=3)
+        assert potential.leaf is not None
+        _assert_equals_pyros(potential, _dice_counts, (counts,), g)
+        with pytest.raises(potential_module.CaptureError, match="reads a number from a latent"):
+            potential_module.Potential(
+                _number_from_a_latent, (torch.tensor([1.0, 2.0]),), {}, 1, 1, "inductor"
+            )
