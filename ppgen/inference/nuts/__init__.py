@@ -2,8 +2,10 @@
 control flow in Python.
 
 One idea a file (BlackJAX's layout): ``potential`` (the program as one compiled function of a
-flat unconstrained vector, cached across fits), ``leaf`` (one leapfrog step with its energy
-error, checkpoints and U-turn checks as one compiled call; the transitions built from it),
+flat unconstrained vector, cached across fits), ``graph`` (its capture: ``make_fx`` into one
+flat aten graph, constants lifted, numbers read from the data burned in, inductor), ``leaf`` (one
+leapfrog step with its energy error, checkpoints and U-turn checks as one compiled call; the
+transitions built from it),
 ``integrator`` (leapfrog), ``metrics`` (mass matrix, Welford), ``trajectory`` (iterative NUTS and
 static HMC in numpy: the reference, and the path for plain numpy potentials), ``adaptation``
 (Stan's windowed warm-up), ``driver`` (chains: checkpoint/resume, Ctrl-C, processes),

@@ -10,6 +10,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
+from ppgen.inference.nuts import graph as graph_module
 from ppgen.inference.nuts import potential as potential_module
 from ppgen.inference.nuts.integrator import Point, leapfrog
 from ppgen.inference.nuts.leaf import controls, fused_hmc_transition, fused_nuts_transition, make_leaf
@@ -150,7 +151,7 @@ def test_capture_keeps_matrix_products_as_blas_calls():
         graph = make_fx(lambda x, b: torch.sigmoid(x @ b), decomposition_table=table)(X, beta)
         return {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}, graph
 
-    kept, graph = ops(potential_module._inductor_decompositions())
+    kept, graph = ops(graph_module.inductor_decompositions())
     assert "aten.mm.default" in kept and "aten.sum.dim_IntList" not in kept  # a BLAS call, not a loop
     assert {"aten.mul.Tensor", "aten.sum.dim_IntList"} <= ops(select_decomp_table())[0]
     torch.testing.assert_close(graph(X, beta), torch.sigmoid(X @ beta), rtol=0, atol=1e-12)
@@ -248,11 +249,16 @@ def _number_from_a_latent(y):
     pyro.sample("obs", dist.Normal(x * int(x.abs() * 3 + 1), 1.0), obs=y)
 
 
+def _branch_on_a_latent(y):
+    x = pyro.sample("x", dist.Normal(0.0, 1.0))
+    pyro.sample("obs", dist.Normal(x if x > 0 else 2 * x, 1.0), obs=y)
+
+
 def test_a_number_read_from_the_data_is_captured_and_one_read_from_a_latent_is_not():
     # prodlda's Multinomial(int(counts.sum()), theta): make_fx stops at any number read from a traced
     # tensor, so the program went to Pyro's NUTS. Read from the data it is a constant: captured now,
-    # and equal to Pyro's potential (reference as above). Read from a latent, the traced graph (its
-    # burned-in numbers in its code) differs between two far points: refused, not fixed silently.
+    # and equal to Pyro's potential (reference as above). Read from a latent (int() or a branch), it
+    # descends from the graph's input: refused, not fixed at the traced point silently.
     g = torch.Generator().manual_seed(4)
     counts = torch.tensor([10.0, 12.0, 8.0, 20.0, 5.0, 9.0])
     with warnings.catch_warnings():
