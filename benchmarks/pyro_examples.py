@@ -16,7 +16,8 @@ References (Pyro 1.9, run here on the same program):
   no one-call analogue of ("ran" only).
 - ``importance``: Pyro's NUTS means within 4 standard errors (posterior sd / sqrt(ESS) of both).
 - a program with ``pyro.param`` estimates and no continuous latent (``hmm.py`` model_6): Pyro's SVI with an
-  empty guide, Adam(0.05) for 3000 steps, within 0.05 (1 + |value|) per scalar.
+  empty guide, Adam(0.05) for 3000 steps; agrees within 0.05 (1 + |value|) per scalar, or where ppgen's
+  negative log-likelihood is at most 0.05 above Pyro's (a weakly identified likelihood has many maximisers).
 
 Exchangeable labels (the toy mixture's hidden switch, lda's topics) are compared in the relabelling of
 ppgen's estimates nearest Pyro's: two correct fits may sit in mirror modes of one likelihood.
@@ -39,6 +40,7 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 import pyro
+import torch
 from pyro import poutine
 from pyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoNormal
@@ -153,6 +155,17 @@ def _pyro_params(program, data, observed, seed, steps=3 * STEPS):
     return {k: v.detach().double().numpy() for k, v in pyro.get_param_store().items()}
 
 
+def _param_nll(program, data, observed, values: dict) -> float:
+    """The program's negative log-likelihood (discrete states summed out) at ``pyro.param`` values."""
+    store = pyro.get_param_store()
+    store.clear()
+    for name, value in values.items():
+        store[name] = torch.as_tensor(np.asarray(value), dtype=torch.float32)
+    model = _pyro_program(program, observed)
+    with torch.no_grad():
+        return float(_elbo(program, data, observed).loss(model, lambda *args, **kwargs: None, **data))
+
+
 def _relative(mine: dict, ref: dict) -> float:
     return max(
         float(np.max((np.abs(mine[k] - ref[k]) / (1 + np.abs(ref[k]))).ravel())) for k in ref if k in mine
@@ -166,11 +179,19 @@ def _compare(name, method, fit, program, data, observed, opts, nuts, seed):
     names = [k for k in nuts]
     if not names:  # no continuous latent: the program's pyro.param values are the estimates
         ref = _pyro_params(program, data, observed, seed)
+        pyro_nll = _param_nll(program, data, observed, ref)
         mine = {k: v.detach().double().numpy() for k, v in fit.params.items() if k in ref}
         if not mine:
             return "ran", "no pyro.param estimate to compare"
+        ppgen_nll = _param_nll(program, data, observed, mine)
         worst = min(_relative(variant, ref) for variant in relabel(mine))
-        return ("agrees" if worst <= 0.05 else "FAILS"), f"max rel diff = {worst:.3f} (bound 0.05)"
+        # one likelihood, maximised twice: a different point at least as good is as much an MLE
+        # (an HMM's states and sparse transitions leave it weakly identified)
+        agrees = worst <= 0.05 or ppgen_nll <= pyro_nll + 0.05
+        statistic = (
+            f"max rel diff = {worst:.3f}; -log lik ppgen {ppgen_nll:.3f}, Pyro {pyro_nll:.3f} (bound +0.05)"
+        )
+        return ("agrees" if agrees else "FAILS"), statistic
     if method == "mcmc":
         mine = _ppgen_draws(fit, names)
         worst = min(
