@@ -21,31 +21,12 @@ import torch
 
 from ppgen.inference.unbounded import unbounded_estimates, unread_estimates
 
-__all__ = ["standard_errors", "point_errors", "curvature", "estimates_of", "MAX_PARAMETERS"]
+__all__ = ["point_errors", "curvature", "estimates_of", "MAX_PARAMETERS"]
 
 #: Above this many unconstrained numbers the Hessian (n² entries, n backward passes) is skipped.
 MAX_PARAMETERS = 400
 #: Central-difference step in unconstrained units (the estimates' Jacobian; the Hessian fallback).
 STEP = 1e-3
-
-
-def standard_errors(
-    loss_fn: Callable[[], torch.Tensor],
-    params: list[torch.Tensor],
-    estimates_fn: Callable[[], dict[str, torch.Tensor]],
-    scale: float,
-) -> tuple[dict[str, torch.Tensor], str | None]:
-    """``({name: sd shaped as the estimate}, None)``, or ``({}, reason)`` when there are none.
-
-    ``loss_fn() · scale`` is the negative log-likelihood (MLE) or log joint (MAP) of every unit at
-    the parameters ``params`` (the optimiser's unconstrained leaves); ``estimates_fn()`` reads the
-    reported, constrained estimates from them.
-    """
-    params, reason = _free(params)
-    if reason is not None:
-        return {}, reason
-    _, hessian = curvature(loss_fn, params, scale)
-    return _errors(hessian, params, estimates_fn)
 
 
 def curvature(loss_fn, params: list[torch.Tensor], scale: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ import torch
 from pyro.infer import config_enumerate
 
 import ppgen
-from ppgen.inference.standard_errors import standard_errors
+from ppgen.inference.standard_errors import point_errors
 from ppgen.models import Gaussian
 
 
@@ -113,19 +113,18 @@ def test_point_fits_without_a_deterministic_objective_report_no_error_and_leave_
     torch.manual_seed(3)
     expected = torch.rand(3)
     torch.manual_seed(3)
-    errors, reason = standard_errors(
+    extras = point_errors(
         lambda: ((param - torch.randn(2) * 0) ** 2).sum(), [param], lambda: {"p": param.detach()}, 1.0
     )
-    assert reason is None and torch.allclose(errors["p"], torch.full((2,), 0.5**0.5))
+    assert set(extras) == {"sd"} and torch.allclose(extras["sd"]["p"], torch.full((2,), 0.5**0.5))
     assert torch.equal(torch.rand(3), expected)
 
 
 def test_a_saddle_gives_the_reason_instead_of_errors():
     param = torch.zeros(2, requires_grad=True)
-    errors, reason = standard_errors(
-        lambda: param[0] ** 2 - param[1] ** 2, [param], lambda: {"p": param.detach()}, 1.0
-    )
-    assert errors == {} and "not positive definite" in reason
+    extras = point_errors(lambda: param[0] ** 2 - param[1] ** 2, [param], lambda: {"p": param.detach()}, 1.0)
+    assert "sd" not in extras and "not positive definite" in extras["sd_skipped"]
+    assert extras["unbounded"] == {"p": "saddle"}  # H = diag(2, -2) at g = 0
 
 
 def test_an_interrupted_map_is_neither_polished_nor_given_errors(monkeypatch):
