@@ -10,7 +10,9 @@ References (Pyro 1.9, run here on the same program):
 - ``svi``: Pyro's ``SVI`` loop with the same guide (the program's own, else ``AutoNormal``), Adam(0.01),
   the same number of steps; agrees when the two guides' posterior means differ by at most 0.25 posterior
   sd (Pyro's NUTS sd) + 0.02 — two stochastic optimisations of one ELBO.
-- ``map``: Pyro's ``SVI`` with ``AutoDelta``; agrees within 0.05 (1 + |value|) per scalar.
+- ``map``: Pyro's ``SVI`` with ``AutoDelta``; agrees within 0.05 (1 + |value|) per scalar, or where ppgen's
+  negative log joint is at most 0.05 above Pyro's at its point (relabelled hidden states, a ridge: another
+  point of an objective as good is as much an answer; the same for ``mle``).
 - ``mle``: for a program without per-unit latents, Pyro's ``AutoDelta`` on the program with its priors
   masked, within 0.05 (1 + |value|); with per-unit latents ppgen's mle is empirical Bayes, which Pyro has
   no one-call analogue of ("ran" only).
@@ -85,6 +87,7 @@ RELABELLINGS = {
     "lda.py": lambda values: _topic_orders(values) if "topic_weights" in values else [values],
 }
 OUT = Path(__file__).parent / "out" / "pyro_examples.json"
+ONLY_METHODS: list[str] = []  # --methods: rerun some methods only
 
 
 class _NoPriors(poutine.messenger.Messenger):
@@ -155,6 +158,19 @@ def _pyro_params(program, data, observed, seed, steps=3 * STEPS):
     return {k: v.detach().double().numpy() for k, v in pyro.get_param_store().items()}
 
 
+def _point_loss(program, data, observed, values: dict, method: str) -> float:
+    """The negative log joint (map) or log-likelihood (mle: the latents' priors masked) at the latents'
+    ``values``, discrete states summed out."""
+    pyro.get_param_store().clear()
+    model = (
+        _NoPriors()(_pyro_program(program, observed)) if method == "mle" else _pyro_program(program, observed)
+    )
+    fixed = {name: torch.as_tensor(np.asarray(value), dtype=torch.float32) for name, value in values.items()}
+    with torch.no_grad():  # condition outside the mask: the mask sees the latents before they are fixed
+        conditioned = poutine.condition(model, data=fixed)
+        return float(_elbo(program, data, observed).loss(conditioned, lambda *args, **kwargs: None, **data))
+
+
 def _param_nll(program, data, observed, values: dict) -> float:
     """The program's negative log-likelihood (discrete states summed out) at ``pyro.param`` values."""
     store = pyro.get_param_store()
@@ -172,12 +188,12 @@ def _relative(mine: dict, ref: dict) -> float:
     )
 
 
-def _compare(name, method, fit, program, data, observed, opts, nuts, seed):
+def _compare(name, method, fit, program, data, observed, opts, nuts_fn, seed):
     """(verdict, worst statistic) of a ppgen fit against Pyro run directly, in the labelling of ppgen's
     estimates nearest Pyro's where the case has likelihood-preserving relabellings."""
     relabel = RELABELLINGS.get(name, lambda values: [values])
-    names = [k for k in nuts]
-    if not names:  # no continuous latent: the program's pyro.param values are the estimates
+    continuous = [n for n, s in fit.model.latent_sites.items() if not s["enumerated"] and not s["discrete"]]
+    if not continuous:  # the program's pyro.param values are the estimates
         ref = _pyro_params(program, data, observed, seed)
         pyro_nll = _param_nll(program, data, observed, ref)
         mine = {k: v.detach().double().numpy() for k, v in fit.params.items() if k in ref}
@@ -192,6 +208,30 @@ def _compare(name, method, fit, program, data, observed, opts, nuts, seed):
             f"max rel diff = {worst:.3f}; -log lik ppgen {ppgen_nll:.3f}, Pyro {pyro_nll:.3f} (bound +0.05)"
         )
         return ("agrees" if agrees else "FAILS"), statistic
+    model = _pyro_program(program, observed)
+    # Pyro's autoguides refuse enumerated discrete sites: hide them, as Pyro's enumeration tutorial does
+    hidden = poutine.block(model, hide_fn=lambda site: bool(site["infer"].get("enumerate")))
+    if method in ("map", "mle"):
+        if method == "mle" and any(
+            s["local"] for s in fit.model.latent_sites.values() if not s["enumerated"]
+        ):
+            return "ran", "empirical Bayes: no Pyro one-call reference"
+        target = _NoPriors()(hidden) if method == "mle" else hidden
+        guide = _pyro_svi(program, data, observed, AutoDelta(target), seed)
+        ref = {k: v.detach().double().numpy() for k, v in guide.median(**data).items()}
+        mine = {k: v.detach().double().numpy() for k, v in fit.params.items() if k in ref}
+        worst = min(_relative(variant, ref) for variant in relabel(mine))
+        if worst <= 0.05:
+            return "agrees", f"max rel diff = {worst:.3f} (bound 0.05)"
+        # another point: as good an optimum of the same objective (relabelled hidden states, a ridge)?
+        ours, theirs = (_point_loss(program, data, observed, v, method) for v in (mine, ref))
+        verdict = "agrees" if ours <= theirs + 0.05 else "FAILS"
+        return (
+            verdict,
+            f"max rel diff = {worst:.3f}; -objective ppgen {ours:.3f}, Pyro {theirs:.3f} (bound +0.05)",
+        )
+    nuts = nuts_fn()
+    names = list(nuts)
     if method == "mcmc":
         mine = _ppgen_draws(fit, names)
         worst = min(
@@ -224,9 +264,6 @@ def _compare(name, method, fit, program, data, observed, opts, nuts, seed):
             for variant in relabel(mine)
         )
         return ("agrees" if worst <= 4 else "FAILS"), f"max z = {worst:.2f} (bound 4, ESS {ess:.0f})"
-    model = _pyro_program(program, observed)
-    # Pyro's autoguides refuse enumerated discrete sites: hide them, as Pyro's enumeration tutorial does
-    hidden = poutine.block(model, hide_fn=lambda site: bool(site["infer"].get("enumerate")))
     if method == "svi":
         guide = opts.get("guide") or AutoNormal(hidden)
         guide = _pyro_svi(program, data, observed, guide, seed)
@@ -245,17 +282,6 @@ def _compare(name, method, fit, program, data, observed, opts, nuts, seed):
             for variant in relabel(mine)
         )
         return ("agrees" if worst <= 1 else "FAILS"), f"max |Δmean| / (0.25 sd + 0.02) = {worst:.2f}"
-    if method in ("map", "mle"):
-        if method == "mle" and any(
-            s["local"] for s in fit.model.latent_sites.values() if not s["enumerated"]
-        ):
-            return "ran", "empirical Bayes: no Pyro one-call reference"
-        target = _NoPriors()(hidden) if method == "mle" else hidden
-        guide = _pyro_svi(program, data, observed, AutoDelta(target), seed)
-        ref = {k: v.detach().double().numpy() for k, v in guide.median(**data).items()}
-        mine = {k: v.detach().double().numpy() for k, v in fit.params.items() if k in ref}
-        worst = min(_relative(variant, ref) for variant in relabel(mine))
-        return ("agrees" if worst <= 0.05 else "FAILS"), f"max rel diff = {worst:.3f} (bound 0.05)"
     return "ran", ""
 
 
@@ -268,8 +294,14 @@ def run_case(name: str, seed: int = 0) -> list[dict]:
         methods = ppgen.applicable_methods(program, data, observed=observed)
     except PpgenError as error:
         return [{"example": name, "method": "-", "result": f"refused: {error}"[:300]}]
-    nuts = None
-    for method in methods:
+    nuts: dict = {}
+
+    def nuts_fn() -> dict:  # Pyro's NUTS once per case, only for a method that needs it
+        if not nuts:
+            nuts.update(_pyro_nuts(program, data, observed, seed))
+        return nuts
+
+    for method in [m for m in methods if not ONLY_METHODS or m in ONLY_METHODS]:
         settings = {
             "mcmc": {"num_samples": SAMPLES, "warmup_steps": WARMUP},
             "importance": {"num_samples": 4000},
@@ -284,10 +316,8 @@ def run_case(name: str, seed: int = 0) -> list[dict]:
                 warnings.simplefilter("ignore")
                 fit = ppgen.fit(program, data, method=method, seed=seed, progress=False, **options)
             row["seconds"] = round(time.perf_counter() - start, 1)
-            if nuts is None:
-                nuts = _pyro_nuts(program, data, observed, seed)
             row["result"], row["statistic"] = _compare(
-                name, method, fit, program, data, observed, opts, nuts, seed
+                name, method, fit, program, data, observed, opts, nuts_fn, seed
             )
         except PpgenError as error:
             row["result"] = f"refused: {error}"[:300]
@@ -312,7 +342,9 @@ def main() -> None:
         "on an enumerated hmm.py model takes over 15 minutes at the default)",
     )
     parser.add_argument("--out", type=Path, default=OUT, help="results JSON (kept and extended)")
+    parser.add_argument("--methods", nargs="*", default=[], help="only these methods (the rest skipped)")
     args = parser.parse_args()
+    ONLY_METHODS[:] = args.methods
     SAMPLES = WARMUP = args.draws
     args.out.parent.mkdir(exist_ok=True)
     done = json.loads(args.out.read_text()) if args.out.exists() else {}
