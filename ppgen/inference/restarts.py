@@ -238,12 +238,15 @@ def start_values(
 
 
 def _stan_draw(site: dict, generator: torch.Generator) -> torch.Tensor:
-    """A value uniform in (−2, 2) in the site's unconstrained space (Stan's default inits)."""
+    """A value of the site drawn as Stan draws its inits (:func:`_stan_uniform`), constrained."""
     transform = biject_to(site["fn"].support)
     with torch.no_grad():
-        unconstrained = transform.inv(site["value"].detach())
-        draw = torch.rand(unconstrained.shape, generator=generator, dtype=unconstrained.dtype) * 4.0 - 2.0
-        return transform(draw).detach()
+        return transform(_stan_uniform(transform.inv(site["value"].detach()), generator)).detach()
+
+
+def _stan_uniform(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Uniform in (−2, 2), shaped as ``like``: Stan's default inits in the unconstrained space."""
+    return torch.rand(like.shape, generator=generator, dtype=like.dtype) * 4.0 - 2.0
 
 
 def final_loss(history: list[float]) -> float:
@@ -317,7 +320,7 @@ def feasible_start(loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Tenso
     for attempt in range(1, FEASIBLE_TRIES + 1):
         with torch.no_grad():
             for leaf in leaves:
-                leaf.copy_(torch.rand(leaf.shape, generator=generator, dtype=leaf.dtype) * 4.0 - 2.0)
+                leaf.copy_(_stan_uniform(leaf, generator))
         if _finite_at_start(loss_fn):
             return attempt
     return -1

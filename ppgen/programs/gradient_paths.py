@@ -21,12 +21,7 @@ __all__ = ["latents_without_gradient_path", "globals_mle_leaves_unread"]
 def latents_without_gradient_path(program) -> list[str]:
     """The continuous latent sites that no other site's log-density depends on differentiably
     (computed once per program; ``[]`` when the program cannot be run this way, which claims nothing)."""
-    cached = program.__dict__.get("_latents_without_gradient_path")
-    if cached is not None:
-        return list(cached)
-    found = _find(program)
-    program.__dict__["_latents_without_gradient_path"] = tuple(found)
-    return found
+    return _once(program, "_latents_without_gradient_path", _find)
 
 
 def _find(program) -> list[str]:
@@ -36,16 +31,7 @@ def _find(program) -> list[str]:
     names = [
         name for name, site in program.latent_sites.items() if not site["enumerated"] and not site["discrete"]
     ]
-    if not names:
-        return []
-    try:
-        # "converting a tensor with requires_grad to a scalar" is the point; the user's random stream
-        # is left where it was, so a seeded fit draws the same numbers with or without this check.
-        with warnings.catch_warnings(), torch.random.fork_rng():
-            warnings.simplefilter("ignore")
-            return _cut(program, names, args)
-    except Exception:  # noqa: BLE001 - a program that cannot run with gradient leaves: no claim
-        return []
+    return _cut(program, names, args) if names else []
 
 
 def _cut(program, names: list[str], args: dict) -> list[str]:
@@ -129,17 +115,24 @@ def globals_mle_leaves_unread(program) -> list[str]:
     the per-unit or summed-out latents — depends on them, so nothing moves them (Pyro's cjs.py model_3:
     ``phi_mean`` and ``phi_sigma`` enter only the prior of ``phi_t``, itself a global). ``[]`` when the
     program cannot be run this way, which claims nothing; computed once per program."""
-    cached = program.__dict__.get("_globals_mle_leaves_unread")
-    if cached is not None:
-        return list(cached)
-    try:
-        with warnings.catch_warnings(), torch.random.fork_rng():
-            warnings.simplefilter("ignore")
-            found = _unread_without_priors(program)
-    except Exception:  # noqa: BLE001 - a program that cannot run with gradient leaves: no claim
-        found = []
-    program.__dict__["_globals_mle_leaves_unread"] = tuple(found)
-    return found
+    return _once(program, "_globals_mle_leaves_unread", _unread_without_priors)
+
+
+def _once(program, key: str, find) -> list[str]:
+    """``find(program)``, kept on the program; run on the program's traced arguments with gradient
+    leaves, where "converting a tensor with requires_grad to a scalar" is the point, and with the
+    user's random stream left where it was (a seeded fit draws the same numbers with or without the
+    check). ``[]`` when the program cannot run this way, which claims nothing."""
+    cached = program.__dict__.get(key)
+    if cached is None:
+        try:
+            with warnings.catch_warnings(), torch.random.fork_rng():
+                warnings.simplefilter("ignore")
+                cached = tuple(find(program))
+        except Exception:  # noqa: BLE001 - a program that cannot run with gradient leaves: no claim
+            cached = ()
+        program.__dict__[key] = cached
+    return list(cached)
 
 
 def _unread_without_priors(program) -> list[str]:

@@ -19,9 +19,20 @@ class CaptureError(RuntimeError):
     """The program's potential could not be lowered to one compiled graph (the reason is the message)."""
 
 
-def traced(fn, example: tuple, decompositions, fused: bool, numbers_read: bool) -> torch.fx.GraphModule:
-    """``make_fx`` of ``fn`` at ``example``; ``numbers_read``: a number the program reads from a
-    tensor (``int(counts.sum())``) is burned into the graph instead of stopping the trace."""
+def traced(fn, example: tuple, decompositions, fused: bool) -> torch.fx.GraphModule:
+    """``make_fx`` of ``fn`` at ``example``. A number the program reads from a tensor stops the
+    tracer; read from the data (prodlda's ``Multinomial(int(counts.sum()), theta)``) it is a constant,
+    so the trace is redone with the number burned in, and one read from a latent is refused
+    (:func:`_drop_number_reads`)."""
+    try:
+        return _make_fx(fn, example, decompositions, fused, numbers_read=False)
+    except RuntimeError as err:
+        if "get value out of a tracing tensor" not in str(err):
+            raise
+    return _make_fx(fn, example, decompositions, fused, numbers_read=True)
+
+
+def _make_fx(fn, example: tuple, decompositions, fused: bool, numbers_read: bool) -> torch.fx.GraphModule:
     from torch.fx.experimental.proxy_tensor import make_fx  # the tracer only where it is used
 
     with pyro.validation_enabled(False), _no_sample_checks(), warnings.catch_warnings():
@@ -75,7 +86,7 @@ def _no_sample_checks():
     ``pyro.validation_enabled(False)`` reaches only distributions built inside it; a prior built
     with validation on (e.g. by the user at import) keeps ``_validate_args=True`` and checks its
     support by reading a tensor's value, which no graph can hold. The supports were checked at
-    set-up, with validation on, and the captured graph is compared with Pyro's below."""
+    set-up, with validation on, and the captured graph is compared with Pyro's (:mod:`.potential`)."""
     check = torch.distributions.Distribution._validate_sample
     torch.distributions.Distribution._validate_sample = lambda self, value: None
     try:

@@ -181,14 +181,7 @@ class Potential:
         # captured as inductor wants it: one trace, not a second to decompose
         decompositions = inductor_decompositions() if fused else None
         try:
-            try:
-                graph = traced(fn, example, decompositions, fused, numbers_read=False)
-            except RuntimeError as err:
-                if "get value out of a tracing tensor" not in str(err):
-                    raise
-                # prodlda's Multinomial(int(counts.sum()), theta): a number read from the data is a
-                # constant, burned in; one read from a latent is refused (_drop_number_reads)
-                graph = traced(fn, example, decompositions, fused, numbers_read=True)
+            graph = traced(fn, example, decompositions, fused)
         except CaptureError:
             raise
         except Exception as err:  # any failure of the tracer means "this program is not capturable"
