@@ -16,7 +16,7 @@ from ppgen.core import GenerativeModel, in_data_plate
 from ppgen.errors import MethodError, OptionError
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.posterior import inference_data
-from ppgen.inference.restarts import check_init
+from ppgen.inference.restarts import check_init, init_to_prior_centre
 from ppgen.result import Fit
 
 __all__ = [
@@ -59,9 +59,10 @@ def build_autoguide(
         "normal": autoguides.AutoNormal,
         "laplace": autoguides.AutoLaplaceApproximation,  # MAP, then a Gaussian from the Hessian
     }.get(guide_name, autoguides.AutoMultivariateNormal)
-    # Start at the prior median (Pyro's AutoNormal default starts at 0 in the
-    # unconstrained space, which for a prior centred far away costs thousands of steps).
-    median = autoguides.init_to_median(num_samples=15)
+    # Start at the prior median (Pyro's AutoNormal default starts at 0 in the unconstrained space,
+    # which for a prior centred far away costs thousands of steps), moved toward 0 where a positive
+    # prior's median lies far out (init_to_prior_centre).
+    median = init_to_prior_centre(num_samples=15)
     start = check_init(options.get("init"), globals_)
     kwargs = {"init_loc_fn": autoguides.init_to_value(values=start, fallback=median) if start else median}
     if "init_scale" in options:

@@ -31,7 +31,7 @@ from ppgen.inference.loop import TrainConfig, train
 from ppgen.inference.minibatches import Minibatches
 from ppgen.inference.polish import finish_point_fit, polishes
 from ppgen.inference.posterior import inference_data, kept_after_training
-from ppgen.inference.restarts import check_init, feasible_start
+from ppgen.inference.restarts import check_init, feasible_start, init_to_prior_centre
 from ppgen.programs.draws import draw_count, site_draws
 from ppgen.result import Fit
 
@@ -92,8 +92,8 @@ def _key(name: str) -> str:
 
 
 def _start(site: dict) -> torch.Tensor:
-    """The prior median (Pyro's ``init_to_median``): a start every support accepts."""
-    return autoguides.init_to_median(site=site, num_samples=15).detach()
+    """The prior median, moved toward 0 where it lies far out (``init_to_prior_centre``)."""
+    return init_to_prior_centre(site=site, num_samples=15).detach()
 
 
 def fit_marginal_mle(model, x: torch.Tensor, covariates: dict, options: dict) -> Fit:
@@ -198,7 +198,7 @@ def _local_guide(model, story, locals_: list[str], batches: Minibatches, x, cova
     )
     auto = autoguides.AutoNormal(
         blocked,
-        init_loc_fn=autoguides.init_to_median(num_samples=15),
+        init_loc_fn=init_to_prior_centre(num_samples=15),
         create_plates=lambda *args, **kwargs: units_plate(auto, model),  # a sizeless plate's size
     )
     with torch.no_grad():

@@ -22,7 +22,9 @@ on the saddle where every component sits on the data's mean (Pyro's GMM tutorial
   drawn the same way for ``i ≥ 1``) and keeps the one with the lowest final loss (its last
   tenth averaged, since an ELBO is noisy); ``fit.extras["starts"]`` lists each start's loss.
 
-Values given with ``init=`` always win.
+Every other site starts at its prior median (Pyro's ``init_to_median``), moved toward Stan's box where
+a positive or bounded prior's median lies far out in the unconstrained space
+(:func:`init_to_prior_centre`). Values given with ``init=`` always win.
 
 A start where the data are impossible (Pyro's sir_hmc.py continuous model at its prior median: the
 first loss is infinite) is redrawn as Stan draws its inits, uniformly in (−2, 2) in the unconstrained
@@ -32,6 +34,7 @@ space, up to ``FEASIBLE_TRIES`` times (:func:`feasible_start`).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -39,7 +42,9 @@ from typing import Any
 
 import torch
 from pyro import poutine
+from pyro.distributions import constraints
 from pyro.distributions.transforms import biject_to
+from pyro.infer import autoguide as autoguides
 from pyro.poutine.util import prune_subsample_sites
 
 from ppgen.core import GenerativeModel, in_data_plate, set_seed
@@ -55,6 +60,7 @@ __all__ = [
     "start_values",
     "best_of_starts",
     "feasible_start",
+    "init_to_prior_centre",
     "FEASIBLE_TRIES",
 ]
 
@@ -235,6 +241,42 @@ def start_values(
                 values[name] = _stan_draw(site, generator)
                 how[name] = "uniform(-2, 2)"
     return values, how
+
+
+def init_to_prior_centre(site: dict | None = None, num_samples: int = 15):
+    """The prior median, moved into Stan's box (−2, 2) of the unconstrained space as far as the prior's
+    central half allows: ``u = clamp(clamp(median_u, -2, 2), q25_u, q75_u)``, per element.
+
+    Only a positive or bounded support moves, because its unconstrained image can be wide and skewed:
+    ``log`` of sparse_gamma_def.py's Gamma(0.1, 0.3) has its median at −6 (a value of 0.002) and a
+    standard deviation of 10, so −2 is as central a start, and svi from it reaches Pyro's
+    ``init_to_feasible`` answer (total −ELBO 218–225 over three seeds, against 317–401 from the
+    median). A median already inside the box (Normal, HalfNormal, LogNormal(0, 2), Gamma(2, 2)) is
+    kept bit for bit, from the same 15 draws Pyro's ``init_to_median`` takes. Used as an autoguide's
+    ``init_loc_fn``.
+    """
+    if site is None:
+        return functools.partial(init_to_prior_centre, num_samples=num_samples)
+    fn = site["fn"]
+    base = fn.support
+    while isinstance(base, constraints.independent):
+        base = base.base_constraint
+    if base is constraints.real or base.is_discrete or base.event_dim > 0:  # simplex, correlation, ...
+        return autoguides.init_to_median(site, num_samples=num_samples)
+    with torch.no_grad():
+        draws = fn.sample((num_samples,))
+        median = draws.median(dim=0)[0]
+        if torch.isnan(median).any():
+            return autoguides.init_to_feasible(site)
+        transform = biject_to(fn.support)
+        unconstrained = transform.inv(draws)
+        quartiles = torch.tensor([0.25, 0.75], dtype=unconstrained.dtype)
+        low, high = torch.quantile(unconstrained, quartiles, dim=0)
+        start = transform.inv(median).clamp(-2.0, 2.0)
+        start = torch.maximum(torch.minimum(start, high), low)
+        value = torch.where((start == transform.inv(median)), median, transform(start))
+    value._pyro_custom_init = False
+    return value
 
 
 def _stan_draw(site: dict, generator: torch.Generator) -> torch.Tensor:

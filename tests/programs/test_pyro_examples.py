@@ -137,3 +137,22 @@ def test_observations_in_a_dict_argument_with_one_enumerated_bernoulli():
         torch.stack([(bern(p_b[a], torch.full_like(a, b)) * bern(p_c[b], c)).log() for b in (0, 1)]), 0
     )
     assert_close(fit.log_prob(data), expected, atol=1e-4)
+
+
+def test_a_wide_positive_prior_starts_svi_where_pyros_autonormal_reaches_its_optimum():
+    # sparse_gamma_def.py: Gamma(0.1, 0.3) weights and Gamma(0.1, 0.1) latents, whose prior medians (0.002,
+    # 0.006) lie six units out in log space. Started there, ppgen's svi ended at a -ELBO per row of 31.7-40.1
+    # (seeds 0-2); moved into Stan's box (init_to_prior_centre) it reaches 21.8-22.5. Reference: Pyro's own
+    # AutoNormal (its init_to_feasible start, log value 0) with Adam(0.01) for the same 1000 steps, the last
+    # 100 losses averaged; within 5 % (the two ELBOs' step noise is about 1 %; the median start was 45 % off).
+    data = ex.sparse_gamma_data()
+    program = ex.SparseGammaDEF().model
+    fit = ppgen.fit(program, data, method="svi", num_steps=1000, **FAST)
+    ours = sum(fit.history[-100:]) / 100
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoNormal(program)
+    svi = SVI(program, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
+    losses = [svi.step(data["x"]) / data["x"].shape[0] for _ in range(1000)]
+    pyro.clear_param_store()
+    assert ours == pytest.approx(sum(losses[-100:]) / 100, rel=0.05)
