@@ -150,7 +150,16 @@ class Fit:
         """WAIC over the units (``az.waic``), as :meth:`loo`."""
         return criteria.waic(self, pointwise)
 
-    @with_local_params
+    def network(self, name: str) -> torch.nn.Module:
+        """A copy of the program's ``pyro.module(name, net)`` network with the fitted weights, ready to call
+        (``fit.network("decoder")(z)``); your ``net`` keeps its own weights, as every ppgen fit leaves it."""
+        if not callable(getattr(self.model, "network", None)):
+            raise OptionError(
+                f"Expected a fitted Pyro program with pyro.module networks, but this fit's model is "
+                f"{type(self.model).__name__}; its parameters are in fit.params."
+            )
+        return self.model.network(name)
+
     @with_local_params
     def summary(self) -> pd.DataFrame:
         """One row per scalar parameter: estimate, sd and the 94% HDI (3%–97%) when Bayesian. A point

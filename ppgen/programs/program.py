@@ -28,6 +28,7 @@ minibatched with it.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,7 @@ from ppgen.programs.draws import (
     predictive_sites,
     site_log_likelihood,
 )
-from ppgen.programs.params import LocalParams, module_values, readable_name
+from ppgen.programs.params import MODULE_DIVIDER, LocalParams, module_values, readable_name
 from ppgen.programs.vectorise import free
 
 __all__ = ["Program", "OBSERVED_PREFIX", "readable_name"]
@@ -206,6 +207,22 @@ class Program(ProgramBinding, ProgramChecks, GenerativeModel):
                 if part is not None:
                     values.update(module_values(part))
         return values
+
+    def network(self, name: str) -> torch.nn.Module:
+        """A copy of the network registered as ``pyro.module(name, net)``, holding this program's
+        (fitted) weights; ``net`` itself is never changed."""
+        if name not in self.networks:
+            known = sorted(self.networks) or "none"
+            raise OptionError(
+                f"Expected the name a pyro.module call gives its network, one of {known}, but got {name!r}."
+            )
+        trained = copy.deepcopy(self.networks[name])
+        with torch.no_grad():
+            for path, param in trained.named_parameters():
+                full = f"{name}{MODULE_DIVIDER}{path}"
+                if full in self.param_index:
+                    param.copy_(self.local_params[self.param_index[full]])
+        return trained
 
     def _constrained(self, name: str) -> torch.Tensor:
         raw = self.local_params[self.param_index[name]]

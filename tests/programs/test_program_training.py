@@ -10,11 +10,13 @@ Tolerances are stated where they are used.
 import math
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
 
 import ppgen
+from ppgen.errors import OptionError
 from ppgen.programs.program import Program
 from tests import pyro_programs as programs
 from tests.common import assert_close
@@ -177,3 +179,39 @@ def test_program_written_generator_trains_adversarially():
     assert sum(p.numel() for p in programs.PLANE_NET.parameters()) == sum(
         v.numel() for v in fit.params.values()
     )
+
+
+def test_a_pyro_module_network_comes_back_trained_and_the_users_own_is_left_alone(tmp_path):
+    # Reference: ordinary least squares. A regression written with pyro.module("linear", net) and a
+    # pyro.param noise scale is fitted by mle (no priors: the Gaussian MLE is OLS). fit.network("linear")
+    # is a copy of net with the fitted weights: its predictions at new inputs equal OLS's within the
+    # optimiser's tolerance (1e-3), before and after save/load; net keeps its own weights.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 3, generator=generator)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.7 + 0.3 * torch.randn(200, generator=generator)
+    net = torch.nn.Linear(3, 1)
+    untouched = {k: v.clone() for k, v in net.state_dict().items()}
+
+    def regression(x, y=None):
+        pyro.module("linear", net)
+        sigma = pyro.param("sigma", torch.tensor(1.0), constraint=dist.constraints.positive)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("y", dist.Normal(net(x).squeeze(-1), sigma), obs=y)
+
+    fit = ppgen.fit(regression, {"x": x, "y": y}, method="mle", seed=0, progress=False)
+    design = torch.cat([x, torch.ones(200, 1)], 1)
+    ols = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.squeeze(1)
+    x_new = torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.0, 0.0]])
+    expected = torch.cat([x_new, torch.ones(2, 1)], 1) @ ols
+    trained = fit.network("linear")
+    with torch.no_grad():
+        assert_close(trained(x_new).squeeze(-1), expected, atol=1e-3)
+        assert_close(
+            ppgen.load(fit.save(tmp_path / "fit.pt")).network("linear")(x_new).squeeze(-1),
+            expected,
+            atol=1e-3,
+        )
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in untouched.items())
+    assert trained is not net
+    with pytest.raises(OptionError, match=r"one of \['linear'\], but got 'decoder'"):
+        fit.network("decoder")
