@@ -7,10 +7,15 @@ still score. With ``S`` proposals ``z_s ~ q``:
 
     w_s = p(x, z_s) / q(z_s),   p(z | x) ≈ Σ_s w̄_s δ(z_s),   log p(x) ≈ log (1/S) Σ_s w_s
 
-with ``w̄ = w / Σ w``. The log evidence comes with its delta-method standard error
-``sd(w) / (√S · mean(w))``, the weights with their effective sample size ``(Σ w)² / Σ w²`` (Kong
-1992). The proposal is the prior (``proposal="prior"``), the program's own guide (``"guide"``), or
-a fitted ``svi`` fit of the same program (its guide: importance-reweighting a variational fit).
+with ``w̄ = w / Σ w``. From the prior, ``p(x, z)`` is the program's log joint as Pyro scores it (a
+latent's ``poutine.scale``, ``poutine.mask`` or ``.mask(False)`` included) and ``q`` the distribution
+each latent is drawn from: the two cancel for a plain latent, and a masked prior is divided out, so
+the target is the one NUTS samples (mle_map's ``masked_model``: Beta(1 + heads, 1 + tails), where
+Pyro's ``Importance`` masks its proposal too and returns the Beta(10, 10) posterior). The log
+evidence comes with its delta-method standard error ``sd(w) / (√S · mean(w))``, the weights with
+their effective sample size ``(Σ w)² / Σ w²`` (Kong 1992). The proposal is the prior
+(``proposal="prior"``), the program's own guide (``"guide"``), or a fitted ``svi`` fit of the same
+program (its guide: importance-reweighting a variational fit).
 
 Where the program broadcasts, all proposals run in one pass inside a particles plate (as Pyro's
 vectorised ELBO particles), checked on the first and last proposal against a plain run; a simulator
@@ -29,6 +34,8 @@ import warnings
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions import Independent, MaskedDistribution
+from pyro.distributions.util import sum_rightmost
 from tqdm.auto import tqdm
 
 from ppgen.core import GenerativeModel, is_program
@@ -175,6 +182,7 @@ def _propose_together(model, proposal, count: int, x, covariates) -> tuple[dict,
         if proposal is None:
             model_trace = poutine.trace(model.model).get_trace(x, **covariates)
             log_weights = _per_particle(model_trace, count, nesting, lambda site: site["is_observed"])
+            log_weights = log_weights + _per_particle(model_trace, count, nesting, _is_latent, _not_proposed)
         else:
             guide_trace = poutine.trace(proposal).get_trace(x, **covariates)
             replayed = poutine.replay(model.model, trace=guide_trace)
@@ -196,9 +204,10 @@ def _propose_together(model, proposal, count: int, x, covariates) -> tuple[dict,
         one = {k: v[index] for k, v in values.items()}
         scored = poutine.trace(poutine.condition(model.model, data=one)).get_trace(x, **covariates)
         if proposal is None:  # the latents' own terms cancel against the prior that proposed them
+            scored.compute_log_prob()
             expected = scored.log_prob_sum(
                 lambda name, site, drawn=one: name not in drawn and site["is_observed"]
-            )
+            ) + sum(_not_proposed(scored.nodes[name]).sum() for name in one)
         else:
             guided = poutine.trace(poutine.condition(proposal, data=one)).get_trace(x, **covariates)
             expected = scored.log_prob_sum() - guided.log_prob_sum()
@@ -207,16 +216,18 @@ def _propose_together(model, proposal, count: int, x, covariates) -> tuple[dict,
     return values, log_weights
 
 
-def _per_particle(trace, count: int, nesting: int, keep=lambda site: True) -> torch.Tensor:
-    """Each particle's summed log-density of the trace's sample sites (``keep`` picks them), ``(S,)``;
-    Pyro's ``compute_log_prob`` applies each site's scale and mask."""
+def _per_particle(
+    trace, count: int, nesting: int, keep=lambda site: True, term=lambda site: site["log_prob"]
+) -> torch.Tensor:
+    """Each particle's sum of ``term`` (by default the log-density) over the trace's sample sites that
+    ``keep`` picks, ``(S,)``; Pyro's ``compute_log_prob`` applies each site's scale and mask."""
     wanted = lambda name, site: type(site["fn"]).__name__ != "_Subsample" and keep(site)  # noqa: E731
     trace.compute_log_prob(wanted)
     total = torch.zeros(count, dtype=torch.float64)
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or not wanted(name, site):
             continue
-        log_prob = site["log_prob"]
+        log_prob = term(site)
         log_prob = log_prob.reshape((1,) * (nesting + 1 - log_prob.dim()) + log_prob.shape)
         if log_prob.dim() > nesting + 1:
             raise ValueError("enumeration or extra dims: not one particle per row")
@@ -239,7 +250,13 @@ def _propose_each(model, proposal, count: int, x, covariates, options) -> tuple[
         for _ in bar:
             if proposal is None:
                 model_trace = poutine.trace(model.model).get_trace(x, **covariates)
-                log_weights.append(model_trace.log_prob_sum(lambda _, site: site["is_observed"]))
+                model_trace.compute_log_prob()
+                log_weights.append(
+                    model_trace.log_prob_sum(lambda _, site: site["is_observed"])
+                    + sum(
+                        _not_proposed(site).sum() for site in model_trace.nodes.values() if _is_latent(site)
+                    )
+                )
             else:
                 guide_trace = poutine.trace(proposal).get_trace(x, **covariates)
                 replayed = poutine.replay(model.model, trace=guide_trace)
@@ -254,6 +271,22 @@ def _propose_each(model, proposal, count: int, x, covariates, options) -> tuple[
 
 def _is_latent(site: dict) -> bool:
     return site["type"] == "sample" and not site["is_observed"] and type(site["fn"]).__name__ != "_Subsample"
+
+
+def _not_proposed(site: dict) -> torch.Tensor:
+    """A latent's term in the program's log joint less the log-density it was drawn from: zero for a plain
+    latent, ``-log p(z)`` for a masked prior, ``(scale - 1) log p(z)`` under ``poutine.scale``."""
+    return site["log_prob"] - _drawn_log_prob(site["fn"], site["value"])
+
+
+def _drawn_log_prob(fn, value: torch.Tensor) -> torch.Tensor:
+    """The log-density of the distribution that draws ``fn``'s samples: ``.mask(False)`` hides the density
+    but not the draw."""
+    if isinstance(fn, MaskedDistribution):
+        return _drawn_log_prob(fn.base_dist, value)
+    if isinstance(fn, Independent):
+        return sum_rightmost(_drawn_log_prob(fn.base_dist, value), fn.reinterpreted_batch_ndims)
+    return fn.log_prob(value)
 
 
 def _check_covers(model_trace, guide_trace) -> None:
