@@ -151,13 +151,10 @@ class Fit:
         return criteria.waic(self, pointwise)
 
     def network(self, name: str) -> torch.nn.Module:
-        """A copy of the program's ``pyro.module(name, net)`` network with the fitted weights, ready to call
-        (``fit.network("decoder")(z)``); your ``net`` keeps its own weights, as every ppgen fit leaves it."""
-        if not callable(getattr(self.model, "network", None)):
-            raise OptionError(
-                f"Expected a fitted Pyro program with pyro.module networks, but this fit's model is "
-                f"{type(self.model).__name__}; its parameters are in fit.params."
-            )
+        """A copy of the program's ``pyro.module(name, net)`` network with the fitted weights, ready to
+        call (``fit.network("decoder")(z)``); your ``net`` keeps its own, as every ppgen fit leaves it."""
+        if not is_program(self.model):
+            raise OptionError(f"Expected a Pyro program's fit, but got {type(self.model).__name__}'s.")
         return self.model.network(name)
 
     @with_local_params
@@ -343,36 +340,21 @@ MOVED_MODULES = {
     "ppgen.plots": "ppgen.app.plots",
     "ppgen.registry": "ppgen.app.registry",
 }
-#: Classes of modules that were split: ``(old module, name) -> (new module, name)``.
+#: Classes of split modules of ppgen.models, ``MOVED_NAMES[old module, name] = (new module, name)``,
+#: from (old module, new module, the names that moved: "old:new" where renamed).
+_SPLIT = (
+    ("conjugate", "conjugate_normal", "NormalKnownScale NormalInverseGamma _SqrtInverseGamma InverseWishart"),
+    ("conjugate", "conjugate_normal", "NormalInverseWishart"),
+    ("conjugate", "conjugate_discrete", "BetaBernoulli DirichletCategorical _Codes GammaPoisson"),
+    ("conjugate", "conjugate_base", "ConjugatePosterior _Conjugate:Conjugate"),
+    ("autoregressive", "made", "MADE DiscretizedLogisticMixture"),
+    ("autoregressive", "char_rnn", "CharRNN"),
+    ("autoregressive", "autoregressive_base", "SequenceDistribution _Autoregressive:Autoregressive"),
+)
 MOVED_NAMES = {
-    **{
-        ("ppgen.models.conjugate", name): ("ppgen.models.conjugate_normal", name)
-        for name in ("NormalKnownScale", "NormalInverseGamma", "_SqrtInverseGamma", "InverseWishart")
-    },
-    ("ppgen.models.conjugate", "NormalInverseWishart"): (
-        "ppgen.models.conjugate_normal",
-        "NormalInverseWishart",
-    ),
-    **{
-        ("ppgen.models.conjugate", name): ("ppgen.models.conjugate_discrete", name)
-        for name in ("BetaBernoulli", "DirichletCategorical", "_Codes", "GammaPoisson")
-    },
-    ("ppgen.models.conjugate", "ConjugatePosterior"): ("ppgen.models.conjugate_base", "ConjugatePosterior"),
-    ("ppgen.models.conjugate", "_Conjugate"): ("ppgen.models.conjugate_base", "Conjugate"),
-    ("ppgen.models.autoregressive", "MADE"): ("ppgen.models.made", "MADE"),
-    ("ppgen.models.autoregressive", "DiscretizedLogisticMixture"): (
-        "ppgen.models.made",
-        "DiscretizedLogisticMixture",
-    ),
-    ("ppgen.models.autoregressive", "CharRNN"): ("ppgen.models.char_rnn", "CharRNN"),
-    ("ppgen.models.autoregressive", "SequenceDistribution"): (
-        "ppgen.models.autoregressive_base",
-        "SequenceDistribution",
-    ),
-    ("ppgen.models.autoregressive", "_Autoregressive"): (
-        "ppgen.models.autoregressive_base",
-        "Autoregressive",
-    ),
+    (f"ppgen.models.{old}", name.partition(":")[0]): (f"ppgen.models.{new}", name.partition(":")[2] or name)
+    for old, new, names in _SPLIT
+    for name in names.split()
 }
 
 
