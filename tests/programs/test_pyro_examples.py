@@ -142,7 +142,7 @@ def test_observations_in_a_dict_argument_with_one_enumerated_bernoulli():
 def test_a_wide_positive_prior_starts_svi_where_pyros_autonormal_reaches_its_optimum():
     # sparse_gamma_def.py: Gamma(0.1, 0.3) weights and Gamma(0.1, 0.1) latents, whose prior medians (0.002,
     # 0.006) lie six units out in log space. Started there, ppgen's svi ended at a -ELBO per row of 31.7-40.1
-    # (seeds 0-2); moved into Stan's box (init_to_prior_centre) it reaches 21.8-22.5. Reference: Pyro's own
+    # (seeds 0-2); moved into Stan's box (init_to_prior_centre) it reaches 21.5-22.4. Reference: Pyro's own
     # AutoNormal (its init_to_feasible start, log value 0) with Adam(0.01) for the same 1000 steps, the last
     # 100 losses averaged; within 5 % (the two ELBOs' step noise is about 1 %; the median start was 45 % off).
     data = ex.sparse_gamma_data()
