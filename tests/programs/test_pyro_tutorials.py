@@ -116,7 +116,9 @@ def test_a_program_that_caches_a_tensor_built_from_parameters_fits_by_gradients(
     # Trace_ELBO(retain_graph=True); map/svi/mle were refused at step 2). The graph is retained now.
     # Reference: scipy's Nelder-Mead on Pyro's own log joint over the log scales (the constrained-space
     # mode, which AutoDelta and ppgen's map both find; Pyro's AutoDelta with retain_graph, 3000 steps,
-    # agrees to 5 digits). Tolerance 1e-3 relative: float32 log densities near -18.
+    # agrees to 5 digits). Tolerance 5e-3 relative: the float32 log joint (-17.86715) cannot tell apart
+    # points 1.5e-3 apart in measurement_cov (measured: both ppgen's 300-step point and the reference
+    # give the same float32 value), while a fit that failed would be off by orders of magnitude.
     scipy_optimize = pytest.importorskip("scipy.optimize")
     from pyro import poutine
 
@@ -135,7 +137,7 @@ def test_a_program_that_caches_a_tensor_built_from_parameters_fits_by_gradients(
     ).x
     fit = ppgen.fit(model, {"data": zs}, method="map", num_steps=300, seed=0, progress=False)
     for site, log_value in zip(["pv_cov", "measurement_cov"], reference):
-        assert float(fit.params[site]) == pytest.approx(float(torch.tensor(log_value).exp()), rel=1e-3)
+        assert float(fit.params[site]) == pytest.approx(float(torch.tensor(log_value).exp()), rel=5e-3)
 
 
 def test_a_scalar_tensor_argument_is_a_number_not_rows():
