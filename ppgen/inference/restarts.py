@@ -264,7 +264,10 @@ def init_to_prior_centre(site: dict | None = None, num_samples: int = 15):
     if base is constraints.real or base.is_discrete or base.event_dim > 0:  # simplex, correlation, ...
         return autoguides.init_to_median(site, num_samples=num_samples)
     with torch.no_grad():
-        draws = fn.sample((num_samples,))
+        try:  # as Pyro's init_to_median: a distribution that cannot draw starts at a feasible point
+            draws = fn.sample((num_samples,))
+        except (RuntimeError, ValueError):
+            return autoguides.init_to_feasible(site)
         median = draws.median(dim=0)[0]
         if torch.isnan(median).any():
             return autoguides.init_to_feasible(site)
