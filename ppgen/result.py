@@ -150,9 +150,10 @@ class Fit:
         """WAIC over the units (``az.waic``), as :meth:`loo`."""
         return criteria.waic(self, pointwise)
 
-    def network(self, name: str) -> torch.nn.Module:
-        """A copy of the program's ``pyro.module(name, net)`` network with the fitted weights, ready to
-        call (``fit.network("decoder")(z)``); your ``net`` keeps its own, as every ppgen fit leaves it."""
+    def network(self, name: str | None = None) -> torch.nn.Module:
+        """A copy of the program's ``pyro.module(name, net)`` network (or a ``PyroModule`` program's
+        submodule, ``"linear"``; all of it without a name) with the fitted weights, ready to call
+        (``fit.network("decoder")(z)``); yours keeps its own, as every ppgen fit leaves it."""
         if not is_program(self.model):
             raise OptionError(f"Expected a Pyro program's fit, but got {type(self.model).__name__}'s.")
         return self.model.network(name)

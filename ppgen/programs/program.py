@@ -208,14 +208,20 @@ class Program(ProgramBinding, ProgramChecks, GenerativeModel):
                     values.update(module_values(part))
         return values
 
-    def network(self, name: str) -> torch.nn.Module:
-        """A copy of the network registered as ``pyro.module(name, net)``, holding this program's
-        (fitted) weights; ``net`` itself is never changed."""
+    def network(self, name: str | None = None) -> torch.nn.Module:
+        """A copy of the network registered as ``pyro.module(name, net)``, or of a ``PyroModule``
+        program's submodule at the attribute path ``name`` (the whole module without a name), holding
+        this program's (fitted) weights; the user's own network is never changed."""
+        story = self._modules.get("story")
         if name not in self.networks:
-            known = sorted(self.networks) or "none"
-            raise OptionError(
-                f"Expected the name a pyro.module call gives its network, one of {known}, but got {name!r}."
-            )
+            found = dict(story.named_modules()).get(name or "") if story is not None else None
+            if found is None:
+                known = sorted(self.networks) + ([n for n, _ in story.named_modules() if n] if story else [])
+                raise OptionError(
+                    f"Expected the name a pyro.module call gives its network, or a PyroModule's attribute "
+                    f"path, one of {known or 'none'}, but got {name!r}."
+                )
+            return copy.deepcopy(found)  # a PyroModule program holds its fitted weights itself
         trained = copy.deepcopy(self.networks[name])
         with torch.no_grad():
             for path, param in trained.named_parameters():

@@ -14,6 +14,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
+from pyro.nn import PyroModule
 
 import ppgen
 from ppgen.errors import OptionError
@@ -213,5 +214,38 @@ def test_a_pyro_module_network_comes_back_trained_and_the_users_own_is_left_alon
         )
     assert all(torch.equal(net.state_dict()[k], v) for k, v in untouched.items())
     assert trained is not net
-    with pytest.raises(OptionError, match=r"one of \['linear'\], but got 'decoder'"):
+    with pytest.raises(OptionError, match=r"path, one of \['linear'\], but got 'decoder'"):
         fit.network("decoder")
+
+
+class _PyroModuleRegression(PyroModule):
+    """The regression tutorial's style: a PyroModule[nn.Linear] attribute, a pyro.param noise scale."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = PyroModule[torch.nn.Linear](3, 1)
+
+    def forward(self, x, y=None):
+        sigma = pyro.param("sigma", torch.tensor(1.0), constraint=dist.constraints.positive)
+        with pyro.plate("data", x.shape[0]):
+            return pyro.sample("y", dist.Normal(self.linear(x).squeeze(-1), sigma), obs=y)
+
+
+def test_a_pyromodule_programs_submodule_comes_back_trained_by_its_attribute_path():
+    # Reference: ordinary least squares, as above; the program is a PyroModule, so its networks are its
+    # submodules: fit.network("linear") is the fitted PyroModule[nn.Linear], fit.network() the whole
+    # program, and the user's module keeps its initial weights.
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 3, generator=generator)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.7 + 0.3 * torch.randn(200, generator=generator)
+    program = _PyroModuleRegression()
+    initial = program.linear.weight.detach().clone()
+    fit = ppgen.fit(program, {"x": x, "y": y}, method="mle", seed=0, progress=False)
+    design = torch.cat([x, torch.ones(200, 1)], 1)
+    ols = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.squeeze(1)
+    with torch.no_grad():
+        assert_close(fit.network("linear").weight.reshape(-1), ols[:3], atol=1e-3)
+        assert_close(fit.network().linear.bias.reshape(-1), ols[3:], atol=1e-3)
+    assert torch.equal(program.linear.weight.detach(), initial)
+    with pytest.raises(OptionError, match=r"attribute path, one of \['linear'\], but got 'encoder'"):
+        fit.network("encoder")
