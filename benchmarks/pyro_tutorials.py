@@ -433,7 +433,13 @@ def run_case(case: dict) -> list[dict]:
         result = "fits"
         if case["sites"] and method in ("map", "mle"):
             if method not in points:
-                points[method] = pyro_point(case["prog"], case["data"], case["sites"], mle=method == "mle")
+                try:
+                    points[method] = pyro_point(case["prog"], case["data"], case["sites"], mle=method == "mle")
+                except (ValueError, RuntimeError) as err:  # Pyro's own AutoDelta ran into NaN, say
+                    points[method] = f"Pyro's AutoDelta fails: {type(err).__name__}: {str(err)[:70]}"
+            if isinstance(points[method], str):
+                rows.append(dict(case, method=method, result=f"fits; {points[method]}", secs=secs))
+                continue
             ref = ref_post or {s: (torch.zeros(()), torch.ones(())) for s in case["sites"]}
             result = compare(fit, method, ref, points[method], case.get("closed"))
             if ref_post is None:
