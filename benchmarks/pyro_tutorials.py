@@ -434,7 +434,8 @@ def run_case(case: dict) -> list[dict]:
         if case["sites"] and method in ("map", "mle"):
             if method not in points:
                 try:
-                    points[method] = pyro_point(case["prog"], case["data"], case["sites"], mle=method == "mle")
+                    prog, data, sites = case["prog"], case["data"], case["sites"]
+                    points[method] = pyro_point(prog, data, sites, mle=method == "mle")
                 except (ValueError, RuntimeError) as err:  # Pyro's own AutoDelta ran into NaN, say
                     points[method] = f"Pyro's AutoDelta fails: {type(err).__name__}: {str(err)[:70]}"
             if isinstance(points[method], str):
