@@ -203,11 +203,8 @@ def _propose_together(model, proposal, count: int, x, covariates) -> tuple[dict,
     for index in (0, count - 1):  # the same weight as one plain run at that proposal's values
         one = {k: v[index] for k, v in values.items()}
         scored = poutine.trace(poutine.condition(model.model, data=one)).get_trace(x, **covariates)
-        if proposal is None:  # the latents' own terms cancel against the prior that proposed them
-            scored.compute_log_prob()
-            expected = scored.log_prob_sum(
-                lambda name, site, drawn=one: name not in drawn and site["is_observed"]
-            ) + sum(_not_proposed(scored.nodes[name]).sum() for name in one)
+        if proposal is None:  # conditioned on the proposal, its latents read as observed sites
+            expected = _prior_log_weight(scored, set(one))
         else:
             guided = poutine.trace(poutine.condition(proposal, data=one)).get_trace(x, **covariates)
             expected = scored.log_prob_sum() - guided.log_prob_sum()
@@ -250,13 +247,8 @@ def _propose_each(model, proposal, count: int, x, covariates, options) -> tuple[
         for _ in bar:
             if proposal is None:
                 model_trace = poutine.trace(model.model).get_trace(x, **covariates)
-                model_trace.compute_log_prob()
-                log_weights.append(
-                    model_trace.log_prob_sum(lambda _, site: site["is_observed"])
-                    + sum(
-                        _not_proposed(site).sum() for site in model_trace.nodes.values() if _is_latent(site)
-                    )
-                )
+                drawn = {name for name, site in model_trace.nodes.items() if _is_latent(site)}
+                log_weights.append(_prior_log_weight(model_trace, drawn))
             else:
                 guide_trace = poutine.trace(proposal).get_trace(x, **covariates)
                 replayed = poutine.replay(model.model, trace=guide_trace)
@@ -273,9 +265,18 @@ def _is_latent(site: dict) -> bool:
     return site["type"] == "sample" and not site["is_observed"] and type(site["fn"]).__name__ != "_Subsample"
 
 
+def _prior_log_weight(trace, drawn: set[str]) -> torch.Tensor:
+    """One proposal's log weight from the prior: the observations' log-density plus each drawn latent's
+    :func:`_not_proposed` term (zero for a plain latent: its own term cancels its proposal's)."""
+    trace.compute_log_prob()
+    observed = trace.log_prob_sum(lambda name, site: site["is_observed"] and name not in drawn)
+    return observed + sum(_not_proposed(trace.nodes[name]).sum() for name in drawn)
+
+
 def _not_proposed(site: dict) -> torch.Tensor:
-    """A latent's term in the program's log joint less the log-density it was drawn from: zero for a plain
-    latent, ``-log p(z)`` for a masked prior, ``(scale - 1) log p(z)`` under ``poutine.scale``."""
+    """A latent's term in the program's log joint (its ``log_prob``, from ``compute_log_prob``) less the
+    log-density it was drawn from: zero for a plain latent, ``-log p(z)`` for a masked prior,
+    ``(scale - 1) log p(z)`` under ``poutine.scale``."""
     return site["log_prob"] - _drawn_log_prob(site["fn"], site["value"])
 
 
