@@ -278,9 +278,9 @@ def init_to_prior_centre(site: dict | None = None, num_samples: int = 15):
         # the quartiles as order statistics, symmetric about the median (torch.quantile caps its input)
         ordered = transform.inv(draws).sort(dim=0).values
         low, high = ordered[(num_samples - 1) // 4], ordered[num_samples - 1 - (num_samples - 1) // 4]
-        start = transform.inv(median).clamp(-2.0, 2.0)
-        start = torch.maximum(torch.minimum(start, high), low)
-        value = torch.where((start == transform.inv(median)), median, transform(start))
+        median_u = transform.inv(median)
+        start = torch.maximum(torch.minimum(median_u.clamp(-2.0, 2.0), high), low)
+        value = torch.where(start == median_u, median, transform(start))  # an unmoved median, bit for bit
     value._pyro_custom_init = False
     return value
 
